@@ -1,0 +1,287 @@
+"""Recurrent cells as bundles of pure functions.
+
+A :class:`Cell` is built by a constructor (``rnn``, ``lstm``, ``gru``) and holds
+pure functions over an explicit parameter pytree, in the style of optax's
+``GradientTransformation``::
+
+    cell = lstm(hidden_size=128, forget_bias=1.0)
+    params = cell.init(key, input_size)
+    carry = cell.initial_carry((batch,))
+    carry, h_t = cell.step(params, carry, x_t)
+
+Every cell splits its step into an input projection ``input_proj(params, x_t)``
+(affine in ``x_t``, no recurrence) and the recurrent update
+``recur(params, carry, xp_t)``, so that ``step = recur ∘ input_proj``.  The scan
+driver (:mod:`seqjax.scan`) hoists ``input_proj`` out of the time loop: one
+large matmul over all time steps instead of ``T`` small ones.
+
+Layout: ``x_t`` is ``[..., input_size]``; weights multiply from the right
+(``x @ W``), so ``W_x`` is ``[input_size, G*hidden]`` and ``W_h`` is
+``[hidden, G*hidden]`` where ``G`` is the number of gates.  Writing
+``W [h; x] = W_h h + W_x x`` is the same matrix split in two.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from seqjax.initializers import recurrent_init, input_init
+
+Array = jax.Array
+Params = dict[str, Array]
+Carry = Any
+
+
+class LSTMCarry(NamedTuple):
+    """LSTM state: hidden output ``h`` and memory cell ``c``."""
+
+    h: Array
+    c: Array
+
+
+class Cell(NamedTuple):
+    """A recurrent cell: pure functions over an explicit parameter pytree.
+
+    Attributes:
+      init: ``(key, input_size) -> params``.
+      initial_carry: ``(batch_shape) -> carry`` (zeros).
+      input_proj: ``(params, x) -> xp``: the part of the step that is affine in
+        the input and independent of the carry; works on any leading shape.
+      recur: ``(params, carry, xp_t) -> (carry, h_t)``: the recurrence proper.
+      step: ``(params, carry, x_t) -> (carry, h_t)``, equal to
+        ``recur(params, carry, input_proj(params, x_t))``.
+      input_size: ``params -> int``, the feature size the params expect.
+      hidden_size: width of ``h_t``.
+      name: ``"rnn"``, ``"lstm"`` or ``"gru"``.
+    """
+
+    init: Callable[[Array, int], Params]
+    initial_carry: Callable[[tuple[int, ...]], Carry]
+    input_proj: Callable[[Params, Array], Array]
+    recur: Callable[[Params, Carry, Array], tuple[Carry, Array]]
+    step: Callable[[Params, Carry, Array], tuple[Carry, Array]]
+    input_size: Callable[[Params], int]
+    hidden_size: int
+    name: str
+
+
+def _compose_step(input_proj, recur):
+    def step(params, carry, x_t):
+        return recur(params, carry, input_proj(params, x_t))
+
+    return step
+
+
+def _affine_input(dtype):
+    """``xp = x @ W_x + b``, computed in ``dtype``."""
+
+    def input_proj(params: Params, x: Array) -> Array:
+        w_x = params["w_x"].astype(dtype)
+        return x.astype(dtype) @ w_x + params["b"].astype(dtype)
+
+    return input_proj
+
+
+def _input_size(params: Params) -> int:
+    return params["w_x"].shape[0]
+
+
+def _zeros_carry(hidden_size, dtype):
+    def initial_carry(batch_shape: tuple[int, ...]) -> Array:
+        return jnp.zeros((*batch_shape, hidden_size), dtype)
+
+    return initial_carry
+
+
+def _check_choice(option: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"unknown {option} {value!r}: choose one of {', '.join(map(repr, allowed))}")
+
+
+def _init_weights(key, input_size, hidden_size, gates, *, param_dtype, recurrent, spectral_norm):
+    k_x, k_h = jax.random.split(key)
+    return {
+        "w_x": input_init(k_x, (input_size, gates * hidden_size), param_dtype),
+        "w_h": recurrent_init(
+            k_h, hidden_size, gates, param_dtype, kind=recurrent, spectral_norm=spectral_norm
+        ),
+    }
+
+
+_ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
+
+
+def rnn(
+    hidden_size: int,
+    *,
+    activation: str = "tanh",
+    recurrent: str = "orthogonal",
+    spectral_norm: float | None = None,
+    dtype: Any = jnp.float32,
+    param_dtype: Any = jnp.float32,
+) -> Cell:
+    """Elman RNN cell.
+
+    .. math::  h_t = \\phi(W_h h_{t-1} + W_x x_t + b), \\qquad \\phi \\in \\{\\tanh, \\mathrm{relu}\\}
+
+    Args:
+      hidden_size: width of ``h``.
+      activation: ``"tanh"`` (default) or ``"relu"``.
+      recurrent: initializer of ``W_h``: ``"orthogonal"``, ``"normal"`` (variance
+        ``1/hidden``) or ``"identity"`` (IRNN, Le et al. 2015).
+      spectral_norm: if set, ``W_h`` is rescaled so its largest singular value
+        equals this number (for vanishing/exploding-gradient studies).
+      dtype: computation dtype.  param_dtype: parameter storage dtype.
+    """
+    _check_choice("activation", activation, tuple(_ACTIVATIONS))
+    act = _ACTIVATIONS[activation]
+
+    def init(key: Array, input_size: int) -> Params:
+        params = _init_weights(
+            key, input_size, hidden_size, 1,
+            param_dtype=param_dtype, recurrent=recurrent, spectral_norm=spectral_norm,
+        )
+        params["b"] = jnp.zeros((hidden_size,), param_dtype)
+        return params
+
+    def recur(params: Params, h: Array, xp: Array) -> tuple[Array, Array]:
+        h = act(xp + h @ params["w_h"].astype(dtype))
+        return h, h
+
+    input_proj = _affine_input(dtype)
+    return Cell(init, _zeros_carry(hidden_size, dtype), input_proj, recur,
+                _compose_step(input_proj, recur), _input_size, hidden_size, "rnn")
+
+
+def lstm(
+    hidden_size: int,
+    *,
+    forget_bias: float = 1.0,
+    recurrent: str = "orthogonal",
+    spectral_norm: float | None = None,
+    dtype: Any = jnp.float32,
+    param_dtype: Any = jnp.float32,
+) -> Cell:
+    """Long short-term memory cell (Hochreiter & Schmidhuber 1997; forget gate of Gers et al. 2000).
+
+    Gates act on ``[h_{t-1}, x_t]``; ``W_h``, ``W_x`` and ``b`` hold the four
+    blocks in the order i, f, g, o (PyTorch's order):
+
+    .. math::
+        i_t &= \\sigma(W_{hi} h_{t-1} + W_{xi} x_t + b_i) \\\\
+        f_t &= \\sigma(W_{hf} h_{t-1} + W_{xf} x_t + b_f) \\\\
+        g_t &= \\tanh(W_{hg} h_{t-1} + W_{xg} x_t + b_g) \\\\
+        o_t &= \\sigma(W_{ho} h_{t-1} + W_{xo} x_t + b_o) \\\\
+        c_t &= f_t \\odot c_{t-1} + i_t \\odot g_t \\\\
+        h_t &= o_t \\odot \\tanh(c_t)
+
+    The carry is ``LSTMCarry(h, c)``; the output is ``h_t``.
+
+    Args:
+      forget_bias: initial value of ``b_f`` (default 1.0, Jozefowicz et al. 2015).
+      recurrent, spectral_norm, dtype, param_dtype: as for :func:`rnn`; the
+        recurrent initializer applies to each gate's ``hidden x hidden`` block.
+    """
+    H = hidden_size
+
+    def init(key: Array, input_size: int) -> Params:
+        params = _init_weights(
+            key, input_size, H, 4,
+            param_dtype=param_dtype, recurrent=recurrent, spectral_norm=spectral_norm,
+        )
+        params["b"] = jnp.zeros((4 * H,), param_dtype).at[H : 2 * H].set(forget_bias)
+        return params
+
+    def initial_carry(batch_shape: tuple[int, ...]) -> LSTMCarry:
+        zeros = jnp.zeros((*batch_shape, H), dtype)
+        return LSTMCarry(h=zeros, c=zeros)
+
+    def recur(params: Params, carry: LSTMCarry, xp: Array) -> tuple[LSTMCarry, Array]:
+        z = xp + carry.h @ params["w_h"].astype(dtype)
+        i, f, g, o = jnp.split(z, 4, axis=-1)
+        c = jax.nn.sigmoid(f) * carry.c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        return LSTMCarry(h=h, c=c), h
+
+    input_proj = _affine_input(dtype)
+    return Cell(init, initial_carry, input_proj, recur,
+                _compose_step(input_proj, recur), _input_size, H, "lstm")
+
+
+GRU_VARIANTS = ("reset_after", "cho")
+
+
+def gru(
+    hidden_size: int,
+    *,
+    variant: str = "reset_after",
+    recurrent: str = "orthogonal",
+    spectral_norm: float | None = None,
+    dtype: Any = jnp.float32,
+    param_dtype: Any = jnp.float32,
+) -> Cell:
+    """Gated recurrent unit, in two variants; blocks are ordered r, z, n.
+
+    ``variant="cho"`` — the original equations (Cho et al. 2014, in the
+    notation of Chung et al. 2014): the reset gate acts on ``h`` *before* the
+    candidate's matmul.
+
+    .. math::
+        r_t &= \\sigma(W_{hr} h_{t-1} + W_{xr} x_t + b_r) \\\\
+        z_t &= \\sigma(W_{hz} h_{t-1} + W_{xz} x_t + b_z) \\\\
+        \\tilde h_t &= \\tanh(W_{hn} (r_t \\odot h_{t-1}) + W_{xn} x_t + b_n) \\\\
+        h_t &= (1 - z_t) \\odot h_{t-1} + z_t \\odot \\tilde h_t
+
+    ``variant="reset_after"`` (default) — the cuDNN / PyTorch ``nn.GRU`` / Flax
+    ``GRUCell`` form: the reset gate multiplies the recurrent matmul's result,
+    which has its own bias ``b_hn``, and ``z`` weighs the *old* state.
+
+    .. math::
+        n_t &= \\tanh(W_{xn} x_t + b_n + r_t \\odot (W_{hn} h_{t-1} + b_{hn})) \\\\
+        h_t &= (1 - z_t) \\odot n_t + z_t \\odot h_{t-1}
+
+    Both variants have the same parameter shapes but ``b_hn`` (reset-after only).
+    """
+    _check_choice("GRU variant", variant, GRU_VARIANTS)
+    H = hidden_size
+
+    def init(key: Array, input_size: int) -> Params:
+        params = _init_weights(
+            key, input_size, H, 3,
+            param_dtype=param_dtype, recurrent=recurrent, spectral_norm=spectral_norm,
+        )
+        params["b"] = jnp.zeros((3 * H,), param_dtype)
+        if variant == "reset_after":
+            params["b_hn"] = jnp.zeros((H,), param_dtype)
+        return params
+
+    def recur(params: Params, h: Array, xp: Array) -> tuple[Array, Array]:
+        w_h = params["w_h"].astype(dtype)
+        x_rz, x_n = xp[..., : 2 * H], xp[..., 2 * H :]
+        r, z = jnp.split(jax.nn.sigmoid(x_rz + h @ w_h[:, : 2 * H]), 2, axis=-1)
+        if variant == "cho":
+            n = jnp.tanh(x_n + (r * h) @ w_h[:, 2 * H :])
+            h = (1.0 - z) * h + z * n
+        else:
+            n = jnp.tanh(x_n + r * (h @ w_h[:, 2 * H :] + params["b_hn"].astype(dtype)))
+            h = (1.0 - z) * n + z * h
+        return h, h
+
+    input_proj = _affine_input(dtype)
+    return Cell(init, _zeros_carry(H, dtype), input_proj, recur,
+                _compose_step(input_proj, recur), _input_size, H, "gru")
+
+
+CELLS: dict[str, Callable[..., Cell]] = {"rnn": rnn, "lstm": lstm, "gru": gru}
+
+
+def make_cell(name: str, hidden_size: int, **options: Any) -> Cell:
+    """Build a cell by name (``"rnn"``, ``"lstm"``, ``"gru"``) with its options."""
+    _check_choice("cell", name, tuple(CELLS))
+    try:
+        return CELLS[name](hidden_size, **options)
+    except TypeError as e:  # an unknown keyword option
+        raise ValueError(f"unknown option for cell {name!r}: {e}") from None

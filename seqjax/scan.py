@@ -1,0 +1,182 @@
+"""Drive a :class:`~seqjax.cells.Cell` over time with ``jax.lax.scan``.
+
+Public layout is ``[batch, time, features]``; time is the scan axis inside.
+The input projection ``input_proj`` is hoisted out of the loop (one matmul for
+all time steps), and only ``recur`` runs under the scan.
+
+Variable-length batches: with ``lengths[b] = L_b``, positions ``t >= L_b`` are
+padding.  At a padded step the carry is held (``c_t = c_{t-1}``) and the output
+is zero, so the returned carry is the one after each example's last valid step.
+``reverse=True`` scans ``t = T-1, ..., 0``; padding sits at the *end* of each
+row, so the reversed pass holds the initial carry through the padding and then
+reads ``x_{L_b-1}, ..., x_0`` — exactly the unpadded example reversed, with
+outputs left at their original positions.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from seqjax.cells import Carry, Cell, Params
+
+Array = jax.Array
+MERGE_MODES = ("concat", "sum", "mean")
+
+
+def _is_concrete(x: Any) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def check_inputs(cell: Cell, params: Params, xs: Array, lengths: Array | None) -> None:
+    """Raise a one-line ``ValueError`` when ``xs`` or ``lengths`` do not fit."""
+    if xs.ndim != 3:
+        raise ValueError(
+            f"expected inputs of shape [batch, time, features], got rank {xs.ndim} shape {tuple(xs.shape)}; "
+            "add a batch axis with x[None] or a feature axis with x[..., None]"
+        )
+    want = cell.input_size(params)
+    if xs.shape[-1] != want:
+        raise ValueError(
+            f"input feature size {xs.shape[-1]} does not match the {cell.name} cell's input size {want}; "
+            "re-initialise the parameters for this input or fix the data"
+        )
+    if lengths is None:
+        return
+    if lengths.shape != xs.shape[:1]:
+        raise ValueError(
+            f"lengths must have shape [batch] = {tuple(xs.shape[:1])}, got {tuple(lengths.shape)}"
+        )
+    if _is_concrete(lengths):
+        lengths_np = np.asarray(lengths)
+        if lengths_np.size and (lengths_np.max() > xs.shape[1] or lengths_np.min() < 0):
+            raise ValueError(
+                f"lengths must lie in [0, {xs.shape[1]}] (the time axis), got min {lengths_np.min()} "
+                f"max {lengths_np.max()}; pad the inputs to the longest sequence"
+            )
+
+
+def _hold_where(mask_t: Array, new: Carry, old: Carry) -> Carry:
+    """``new`` where ``mask_t[b]`` is true, else ``old``, leaf by leaf."""
+
+    def pick(n, o):
+        m = mask_t.reshape(mask_t.shape + (1,) * (n.ndim - 1))
+        return jnp.where(m, n, o)
+
+    return jax.tree.map(pick, new, old)
+
+
+def run(
+    cell: Cell,
+    params: Params,
+    xs: Array,
+    *,
+    lengths: Array | None = None,
+    initial_carry: Carry | None = None,
+    reverse: bool = False,
+    unroll: int | bool = 1,
+    remat: bool = False,
+    return_carries: bool = False,
+) -> tuple[Carry, Array] | tuple[Carry, Array, Carry]:
+    """Run ``cell`` over ``xs`` (``[batch, time, features]``).
+
+    Computes ``c_t, y_t = cell.recur(params, c_{t-1}, xp_t)`` with
+    ``xp = cell.input_proj(params, xs)`` for ``t = 0..T-1`` (or ``T-1..0`` when
+    ``reverse``), holding the carry and zeroing the output where
+    ``t >= lengths[b]``.
+
+    Args:
+      cell: the cell.
+      params: its parameters.
+      xs: inputs ``[batch, time, features]``.
+      lengths: optional ``[batch]`` integer valid lengths (padding at the end).
+      initial_carry: default ``cell.initial_carry((batch,))``.
+      reverse: scan from the last valid step to the first.
+      unroll: passed to ``jax.lax.scan``.
+      remat: wrap the step in ``jax.checkpoint``: the backward pass recomputes
+        each step's gates instead of storing them, cutting BPTT memory.
+      return_carries: also return every step's carry, ``[batch, time, ...]``.
+
+    Returns:
+      ``(final_carry, ys)`` with ``ys`` ``[batch, time, hidden]``, or
+      ``(final_carry, ys, carries)`` when ``return_carries``.
+    """
+    check_inputs(cell, params, xs, lengths)
+    batch, time = xs.shape[:2]
+    carry = cell.initial_carry((batch,)) if initial_carry is None else initial_carry
+    xp = jnp.swapaxes(cell.input_proj(params, xs), 0, 1)  # [T, B, G*H]
+    mask = None if lengths is None else jnp.arange(time)[:, None] < lengths[None, :]  # [T, B]
+
+    def body(c, inputs):
+        xp_t, m_t = inputs
+        new_c, y = cell.recur(params, c, xp_t)
+        if m_t is not None:
+            new_c = _hold_where(m_t, new_c, c)
+            y = jnp.where(m_t[:, None], y, jnp.zeros_like(y))
+        return new_c, ((y, new_c) if return_carries else y)
+
+    if remat:
+        body = jax.checkpoint(body)
+    carry, out = jax.lax.scan(body, carry, (xp, mask), reverse=reverse, unroll=unroll)
+    to_batch_major = lambda a: jnp.swapaxes(a, 0, 1)  # noqa: E731
+    if return_carries:
+        ys, carries = out
+        return carry, to_batch_major(ys), jax.tree.map(to_batch_major, carries)
+    return carry, to_batch_major(out)
+
+
+def check_merge(merge: str | Callable[[Array, Array], Array]) -> None:
+    """Raise a one-line ``ValueError`` for an unknown merge mode."""
+    if not callable(merge) and merge not in MERGE_MODES:
+        raise ValueError(
+            f"unknown merge mode {merge!r}: choose one of {', '.join(map(repr, MERGE_MODES))} or pass a callable"
+        )
+
+
+def merge_directions(
+    y_fwd: Array, y_bwd: Array, merge: str | Callable[[Array, Array], Array] = "concat"
+) -> Array:
+    """Merge forward and backward outputs: ``[y_f; y_b]``, ``y_f + y_b``, ``(y_f + y_b)/2`` or ``merge(y_f, y_b)``."""
+    check_merge(merge)
+    if callable(merge):
+        return merge(y_fwd, y_bwd)
+    if merge == "concat":
+        return jnp.concatenate([y_fwd, y_bwd], axis=-1)
+    if merge == "sum":
+        return y_fwd + y_bwd
+    return 0.5 * (y_fwd + y_bwd)
+
+
+def bidirectional(
+    cell_fwd: Cell,
+    params_fwd: Params,
+    cell_bwd: Cell,
+    params_bwd: Params,
+    xs: Array,
+    *,
+    lengths: Array | None = None,
+    merge: str | Callable[[Array, Array], Array] = "concat",
+    **scan_options: Any,
+) -> tuple[tuple[Carry, Carry], Array]:
+    """Run a forward and a (length-respecting) reversed pass and merge their outputs.
+
+    Returns ``((carry_fwd, carry_bwd), y)``; ``carry_bwd`` is the backward
+    pass's state after reading ``x_0``.  Padded positions of ``y`` are zero.
+    """
+    c_f, y_f = run(cell_fwd, params_fwd, xs, lengths=lengths, **scan_options)
+    c_b, y_b = run(cell_bwd, params_bwd, xs, lengths=lengths, reverse=True, **scan_options)
+    return (c_f, c_b), merge_masked(y_f, y_b, merge, lengths)
+
+
+def merge_masked(
+    y_fwd: Array, y_bwd: Array, merge: str | Callable[[Array, Array], Array], lengths: Array | None
+) -> Array:
+    """:func:`merge_directions`, with padded positions (``t >= lengths[b]``) set to zero."""
+    y = merge_directions(y_fwd, y_bwd, merge)
+    if lengths is None:
+        return y
+    valid = jnp.arange(y.shape[1])[None, :, None] < lengths[:, None, None]
+    return jnp.where(valid, y, jnp.zeros_like(y))

@@ -1,20 +1,33 @@
-"""The ``seqjax`` command line: ``seqjax train | eval | sweep | bench | report``."""
+"""The ``seqjax`` command line: ``seqjax train | eval | sweep | bench | report``.
+
+Each subcommand lives in its own module exposing ``register(subparsers)``, which
+adds its parser and sets ``func(args) -> int``; list the module in ``COMMANDS``.
+A :class:`~seqjax.errors.UserError` (or ``ValueError`` / ``FileNotFoundError``
+raised before any work starts) becomes one line on stderr and exit code 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from seqjax import __version__
+from seqjax.errors import UserError
+
+COMMANDS: list[str] = []  # modules with register(subparsers), e.g. "seqjax.train.command"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="seqjax",
-        description="seqjax: train and study sequence models (RNN, LSTM, GRU, TCN, S4, Mamba, Transformer) from config files.",
+        description="seqjax: train and study sequence models (RNN, LSTM, GRU, TCN, S4, Mamba, Transformer) "
+        "from config files.",
     )
     parser.add_argument("--version", action="version", version=f"seqjax {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in COMMANDS:
+        importlib.import_module(module).register(subparsers)
     return parser
 
 
@@ -24,7 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    return 0
+    try:
+        return int(args.func(args) or 0)
+    except (UserError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ from typing import Any, Callable, NamedTuple
 
 import flax.linen as nn
 
+from seqjax.registry import Registry
+
 
 class BackboneSpec(NamedTuple):
     options: type  # a dataclass: the typed schema of this backbone's config keys
@@ -32,7 +34,7 @@ class BackboneSpec(NamedTuple):
     causal: Callable[[Any], bool]
 
 
-BACKBONES: dict[str, BackboneSpec] = {}
+BACKBONES: Registry[BackboneSpec] = Registry("model", "seqjax.models.backbones")
 
 
 def register_backbone(
@@ -43,20 +45,15 @@ def register_backbone(
         raise TypeError(f"options for backbone {name!r} must be a dataclass, got {options!r}")
 
     def wrap(build: Callable[[Any], nn.Module]) -> Callable[[Any], nn.Module]:
-        if name in BACKBONES:
-            raise ValueError(f"backbone {name!r} is registered twice")
-        BACKBONES[name] = BackboneSpec(options, build, causal)
+        BACKBONES.register(name, BackboneSpec(options, build, causal))
         return build
 
     return wrap
 
 
 def get_backbone(name: str) -> BackboneSpec:
-    """The spec registered under ``name``; a one-line error lists the known names."""
-    _ensure_registered()
-    if name not in BACKBONES:
-        raise ValueError(f"unknown model {name!r}: choose one of {', '.join(sorted(BACKBONES))}")
-    return BACKBONES[name]
+    """The spec registered under ``name``; a one-line ``UserError`` lists the known names."""
+    return BACKBONES.get(name)
 
 
 def build_backbone(name: str, opts: Any) -> nn.Module:
@@ -65,8 +62,3 @@ def build_backbone(name: str, opts: Any) -> nn.Module:
 
 def is_causal(name: str, opts: Any) -> bool:
     return get_backbone(name).causal(opts)
-
-
-def _ensure_registered() -> None:
-    """Import the modules that register backbones (kept lazy to avoid import cycles)."""
-    from seqjax.models import backbones  # noqa: F401

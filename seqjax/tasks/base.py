@@ -1,0 +1,58 @@
+"""The task contract: a pure, jit-able generator ``key -> batch`` and what it is scored by.
+
+A batch is a dict: ``"inputs"`` (float ``[B, T, F]`` or int tokens ``[B, T]``), ``"targets"`` and, for
+per-step tasks, ``"mask"`` (``[B, T]`` float loss weights).  The model's head is chosen by ``kind``:
+
+* ``"regress_last"``: outputs ``[B, output_dim]`` read at the last step; loss = MSE;
+* ``"classify_last"``: logits ``[B, output_dim]`` at the last step; loss = cross-entropy;
+* ``"classify_steps"``: logits ``[B, T, output_dim]`` at every step; loss = masked mean cross-entropy.
+
+``metrics(outputs, batch)`` returns a dict that includes ``"loss"``; ``baseline`` holds the same
+metrics for the best memoryless predictor, to be reported beside the model's.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+Array = jax.Array
+Batch = dict[str, Array]
+TASK_KINDS = ("regress_last", "classify_last", "classify_steps")
+
+
+class Task(NamedTuple):
+    name: str
+    sample: Callable[[Array, int], Batch]
+    kind: str
+    input_vocab: int | None  # token inputs [B, T] in [0, input_vocab); None: float inputs [B, T, input_dim]
+    input_dim: int
+    output_dim: int  # regression width, or number of classes
+    seq_len: int  # the dependency length the task probes (for receptive-field checks)
+    baseline: dict[str, float]
+    metrics: Callable[[Array, Batch], dict[str, Array]]
+
+
+class TaskSpec(NamedTuple):
+    options: type  # a dataclass: the typed schema of this task's config keys
+    make: Callable[[Any], Task]
+
+
+def regression_metrics(preds: Array, batch: Batch) -> dict[str, Array]:
+    """``mse = mean((y_hat - y)^2)``; ``solved`` = fraction with squared error < 0.04 (Pascanu et al. 2013)."""
+    err = jnp.square(preds.astype(jnp.float32) - batch["targets"]).sum(-1)
+    mse = jnp.mean(jnp.square(preds.astype(jnp.float32) - batch["targets"]))
+    return {"loss": mse, "mse": mse, "solved": jnp.mean(err < 0.04)}
+
+
+def step_classification_metrics(logits: Array, batch: Batch) -> dict[str, Array]:
+    """``ce = sum_t m_t CE(logits_t, y_t) / sum_t m_t``; ``accuracy`` over the same weights."""
+    mask = batch["mask"]
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), batch["targets"])
+    correct = (jnp.argmax(logits, -1) == batch["targets"]).astype(jnp.float32)
+    total = jnp.maximum(mask.sum(), 1.0)
+    ce_mean = (ce * mask).sum() / total
+    return {"loss": ce_mean, "ce": ce_mean, "accuracy": (correct * mask).sum() / total}

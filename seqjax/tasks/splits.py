@@ -1,0 +1,32 @@
+"""Keys for the training stream and the fixed validation / test sets (principle 5 of the design).
+
+Each split draws from its own key, ``split_key(seed, split) = fold_in(key(seed), SPLIT_IDS[split])``:
+
+* training batch of step ``s``: ``task.sample(fold_in(split_key(seed, "train"), s), batch_size)``;
+* fixed sets: ``task.sample(split_key(seed, "val"|"test"), num_examples)``, the same on every call.
+"""
+
+from __future__ import annotations
+
+import jax
+
+from seqjax.errors import UserError
+from seqjax.tasks.base import Batch, Task
+
+SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
+
+
+def split_key(seed: int, split: str) -> jax.Array:
+    if split not in SPLIT_IDS:
+        raise UserError(f"unknown split {split!r}: choose one of {', '.join(SPLIT_IDS)}")
+    return jax.random.fold_in(jax.random.key(seed), SPLIT_IDS[split])
+
+
+def train_batch(task: Task, seed: int, step: int | jax.Array, batch_size: int) -> Batch:
+    """The training batch of step ``step``: a pure function of ``(seed, step)``."""
+    return task.sample(jax.random.fold_in(split_key(seed, "train"), step), batch_size)
+
+
+def fixed_split(task: Task, seed: int, split: str, num_examples: int) -> Batch:
+    """A fixed set of ``num_examples`` examples for ``split`` ("train", "val" or "test")."""
+    return task.sample(split_key(seed, split), num_examples)

@@ -1,0 +1,88 @@
+"""Synthetic tasks checked against their definitions (../shared/STUDIES.md) written out again in NumPy."""
+
+import numpy as np
+import pytest
+import jax
+import jax.numpy as jnp
+
+from seqjax.errors import UserError
+from seqjax.tasks import fixed_split, get_task, make_task, train_batch
+
+
+def _task(name, **kw):
+    return make_task(name, get_task(name).options(**kw))
+
+
+@pytest.mark.parametrize("variant", ["tcn", "urnn"])
+def test_adding_layout_and_target(variant):
+    T = 30
+    b = jax.tree.map(np.asarray, fixed_split(_task("adding", seq_len=T, variant=variant), 0, "val", 500))
+    values, markers = b["inputs"][..., 0], b["inputs"][..., 1]
+    assert b["inputs"].shape == (500, T, 2)
+    assert ((values >= 0) & (values < 1)).all()
+    assert set(np.unique(markers)) == {0.0, 1.0} and (markers.sum(1) == 2).all()
+    for row in range(500):
+        pos = np.flatnonzero(markers[row])
+        np.testing.assert_allclose(b["targets"][row, 0], values[row, pos].sum(), rtol=1e-6)
+        if variant == "urnn":
+            assert pos[0] < T // 2 <= pos[1]
+    if variant == "tcn":  # positions cover the whole sequence, both halves for either marker
+        first = np.argmax(markers, axis=1)
+        assert first.min() < T // 4 and (T - 1 - np.argmax(markers[:, ::-1], axis=1)).max() > 3 * T // 4
+
+
+def test_adding_baseline_is_variance_of_the_sum():
+    task = _task("adding", seq_len=20)
+    b = fixed_split(task, 1, "test", 20000)
+    empirical = float(task.metrics(jnp.ones((20000, 1)), b)["mse"])
+    assert task.baseline["mse"] == pytest.approx(1 / 6)
+    assert empirical == pytest.approx(1 / 6, abs=0.01)
+
+
+@pytest.mark.parametrize("variant", ["urnn", "tcn"])
+def test_copy_layout(variant):
+    T = 12
+    b = jax.tree.map(np.asarray, fixed_split(_task("copy", seq_len=T, variant=variant), 0, "val", 64))
+    x, y = b["inputs"], b["targets"]
+    assert x.shape == y.shape == (64, T + 20)
+    symbols = x[:, :10]
+    assert ((symbols >= 1) & (symbols <= 8)).all()
+    assert (x[:, 10 : T + 9] == 0).all()  # T - 1 blanks
+    assert (x[:, T + 9] == 9).all()  # the delimiter
+    rest = x[:, T + 10 :]
+    assert (rest == 9).all() if variant == "tcn" else (rest == 0).all()
+    assert (y[:, : T + 10] == 0).all() and (y[:, T + 10 :] == symbols).all()
+
+
+def test_copy_baseline_equals_memoryless_predictor_cross_entropy():
+    T = 40
+    task = _task("copy", seq_len=T)
+    b = fixed_split(task, 0, "val", 8)
+    # blank with certainty before recall, uniform over symbols 1..8 during recall
+    probs = np.zeros((8, T + 20, 10))
+    probs[:, : T + 10, 0] = 1.0
+    probs[:, T + 10 :, 1:9] = 1 / 8
+    logits = jnp.log(jnp.asarray(probs) + 1e-30)
+    got = float(task.metrics(logits, b)["ce"])
+    assert got == pytest.approx(10 * np.log(8) / (T + 20), rel=1e-5)
+    assert task.baseline["ce"] == pytest.approx(10 * np.log(8) / (T + 20))
+
+
+def test_splits_are_fixed_distinct_and_training_batches_pure():
+    task = _task("adding", seq_len=10)
+    a, b = fixed_split(task, 0, "val", 4), fixed_split(task, 0, "val", 4)
+    np.testing.assert_array_equal(a["inputs"], b["inputs"])
+    assert not np.array_equal(a["inputs"], fixed_split(task, 0, "test", 4)["inputs"])
+    assert not np.array_equal(a["inputs"], fixed_split(task, 1, "val", 4)["inputs"])
+    s3 = train_batch(task, 0, 3, 4)
+    np.testing.assert_array_equal(s3["inputs"], jax.jit(lambda s: train_batch(task, 0, s, 4))(3)["inputs"])
+    assert not np.array_equal(s3["inputs"], train_batch(task, 0, 4, 4)["inputs"])
+
+
+def test_bad_task_options_and_names():
+    with pytest.raises(UserError, match="unknown adding variant 'tcnn'"):
+        _task("adding", variant="tcnn")
+    with pytest.raises(UserError, match="unknown task 'addin'.*adding"):
+        get_task("addin")
+    with pytest.raises(UserError, match="unknown split"):
+        fixed_split(_task("adding"), 0, "dev", 2)

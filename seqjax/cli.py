@@ -15,7 +15,7 @@ import sys
 from seqjax import __version__
 from seqjax.errors import UserError
 
-COMMANDS: list[str] = []  # modules with register(subparsers), e.g. "seqjax.train.command"
+COMMANDS: list[str] = ["seqjax.train.command"]  # modules with register(subparsers)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,56 @@
+"""Evaluation on a fixed set: ``metric = sum_i n_i m_i / sum_i n_i`` over pieces of ``eval_batch_size``.
+
+``seqjax eval RUN_DIR`` (:func:`evaluate_run`) restores the best checkpoint (by the validation metric)
+and scores it on the fixed test set, writing ``eval_<split>.json`` beside the run's summary.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+from seqjax.config import load_config
+from seqjax.errors import UserError
+from seqjax.train.distributed import batch_sharding, check_divisible, data_mesh
+
+
+def evaluate(eval_fn: Callable, params: Any, data: dict, batch_size: int, mesh: Any) -> dict[str, float]:
+    """Example-weighted mean of ``eval_fn(params, piece)`` over ``data`` cut into ``batch_size`` pieces."""
+    n = int(jax.tree.leaves(data)[0].shape[0])
+    check_divisible("number of evaluation examples", n, mesh)
+    sharding = batch_sharding(mesh)
+    totals: dict[str, float] = {}
+    for start in range(0, n, batch_size):
+        piece = jax.tree.map(lambda x: x[start:start + batch_size], data)
+        size = int(jax.tree.leaves(piece)[0].shape[0])
+        metrics = jax.device_get(eval_fn(params, jax.device_put(piece, sharding)))
+        for k, v in metrics.items():
+            totals[k] = totals.get(k, 0.0) + size * float(np.asarray(v))
+    return {k: v / n for k, v in totals.items()}
+
+
+def evaluate_run(run_dir: str, split: str = "test", step: int | None = None) -> dict:
+    """Score the run's best (or ``step``'s) checkpoint on the fixed ``split``; writes ``eval_<split>.json``."""
+    from seqjax.train.loop import Trainer  # the same model, state and shardings as training
+
+    cfg = load_config(run_dir)
+    trainer = Trainer(cfg)
+    ckpt = trainer.checkpoints()
+    steps = ckpt.steps()
+    if not steps:
+        raise UserError(f"{run_dir} has no checkpoints: train it first with `seqjax train {run_dir}`")
+    step = ckpt.best_step() if step is None else step
+    if step not in steps:
+        raise UserError(f"no checkpoint at step {step} in {run_dir}: choose one of {', '.join(map(str, steps))}")
+    state = ckpt.restore(step, trainer.init_state())
+    ckpt.close()
+    examples = cfg.train.test_examples if split == "test" else cfg.train.eval_examples
+    metrics = trainer.evaluate(state.params, split, examples)
+    result = {"split": split, "step": step, "examples": examples, "metrics": metrics,
+              "baseline": trainer.workload.baseline}
+    (Path(run_dir) / f"eval_{split}.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result

@@ -1,0 +1,191 @@
+"""The training loop: config -> run directory with metrics, checkpoints and a summary.
+
+``Trainer(cfg).run()`` builds the workload, optimizer and sharded state, resumes from the newest
+readable checkpoint in ``cfg.run_dir`` if there is one, then for each step ``s``:
+train step (jit) -> every ``log_every`` steps a ``train`` row -> every ``eval_every`` steps a ``val``
+row on the fixed validation set -> every ``checkpoint_every`` steps (and at the end) an async
+checkpoint ranked by the validation metric.  ``summary.json`` holds the final and best metrics, the
+task baseline, the parameter count, wall time and device.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+from omegaconf import DictConfig, OmegaConf
+
+from seqjax.config import RUN_CONFIG, to_yaml
+from seqjax.diagnostics import count_params
+from seqjax.errors import UserError
+from seqjax.train import distributed
+from seqjax.train.checkpoints import Checkpoints
+from seqjax.train.evaluate import evaluate
+from seqjax.train.optim import make_optimizer
+from seqjax.train.progress import progress_bar
+from seqjax.train.state import TrainState
+from seqjax.train.step import make_eval_step, make_train_step
+from seqjax.train.workload import build_workload
+from seqjax.train.writers import MetricsWriter
+
+RESUMABLE_CHANGES = {"run_dir", "train.steps", "train.progress", "train.async_checkpoint"}
+
+
+class Diverged(RuntimeError):
+    """The loss or gradients became NaN/Inf with ``train.on_nan=stop``."""
+
+
+def log(message: str) -> None:
+    if distributed.is_main_process():
+        print(message, file=sys.stderr, flush=True)
+
+
+def _flat(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in cfg.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def prepare_run_dir(cfg: DictConfig) -> Path:
+    """Create the run dir and write ``config.yaml``; an existing one must hold the same experiment."""
+    run_dir = Path(cfg.run_dir)
+    path = run_dir / RUN_CONFIG
+    if path.exists():
+        saved = _flat(OmegaConf.to_container(OmegaConf.load(path), resolve=True))
+        new = _flat(OmegaConf.to_container(cfg, resolve=True))
+        changed = sorted(k for k in saved.keys() | new.keys()
+                         if saved.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
+        if changed:
+            raise UserError(f"{run_dir} holds a run with a different config ({', '.join(changed[:5])} differ): "
+                            "resume it unchanged, or pick a new run_dir=...")
+    if distributed.is_main_process():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(to_yaml(cfg))
+    return run_dir
+
+
+def _best(rows: list[dict], metric: str, mode: str) -> dict | None:
+    scored = [r for r in rows if r["split"] == "val" and r.get(metric) is not None]
+    pick = min if mode == "min" else max
+    return pick(scored, key=lambda r: r[metric]) if scored else None
+
+
+class Trainer:
+    """Everything built from one config: workload, optimizer, mesh, jitted steps."""
+
+    def __init__(self, cfg: DictConfig):
+        distributed.maybe_initialize()
+        self.cfg = cfg
+        self.workload = build_workload(cfg)
+        self.mesh = distributed.data_mesh()
+        distributed.check_divisible("train.batch_size", cfg.train.batch_size, self.mesh)
+        distributed.check_divisible("train.eval_batch_size", cfg.train.eval_batch_size, self.mesh)
+        self.tx = make_optimizer(cfg.optim, cfg.train.steps, self.workload.param_labels)
+        init_key, self.dropout_key = jax.random.split(jax.random.key(cfg.seed))
+        self._init_key = init_key
+        self._eval_step = jax.jit(make_eval_step(self.workload))
+        self._eval_sets: dict[str, dict] = {}
+
+    def init_state(self) -> TrainState:
+        create = lambda key: TrainState.create(self.workload.init(key), self.tx)  # noqa: E731
+        return jax.jit(create, out_shardings=distributed.replicated(self.mesh))(self._init_key)
+
+    def checkpoints(self) -> Checkpoints:
+        return Checkpoints(self.cfg.run_dir, self.cfg.train, log=log)
+
+    def evaluate(self, params: Any, split: str, examples: int) -> dict[str, float]:
+        if split not in self._eval_sets:
+            self._eval_sets[split] = self.workload.eval_set(split, examples)
+        return evaluate(self._eval_step, params, self._eval_sets[split], self.cfg.train.eval_batch_size, self.mesh)
+
+    def run(self) -> dict:
+        cfg, t = self.cfg, self.cfg.train
+        run_dir = prepare_run_dir(cfg)
+        started = time.time()
+        ckpt = self.checkpoints()
+        fresh = self.init_state()
+        state = ckpt.restore_latest(fresh)
+        if state is None:
+            state = fresh
+        else:
+            log(f"resuming {run_dir} from step {int(state.step)}")
+        start = int(state.step)
+        writer = MetricsWriter(run_dir, start) if distributed.is_main_process() else None
+        step_fn = jax.jit(
+            make_train_step(self.workload, self.tx, self.dropout_key, distributed.constrain_batch(self.mesh)),
+            out_shardings=(distributed.replicated(self.mesh), None), donate_argnums=0,
+        )
+        bar = progress_bar(t.steps, start, t.progress)
+        last_checked, train_row, val_row = start, None, None
+        try:
+            for s in range(start + 1, t.steps + 1):
+                state, metrics = step_fn(state)
+                bar.update(1)
+                at_eval = s % t.eval_every == 0 or s == t.steps
+                if s % t.log_every == 0 or at_eval:
+                    self._check_finite(state, last_checked, s, ckpt)
+                    last_checked = s
+                    row = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                    train_row = writer.write(s, "train", row) if writer else row
+                    bar.set_postfix(loss=f"{row['loss']:.4g}", refresh=False)
+                if at_eval:
+                    val = self.evaluate(state.params, "val", t.eval_examples)
+                    val_row = writer.write(s, "val", val) if writer else val
+                    self._report(bar, s, val)
+                    if s % t.checkpoint_every == 0 or s == t.steps:
+                        ckpt.save(state, val)
+        finally:
+            bar.close()
+            ckpt.wait()
+            ckpt.close()
+            if writer:
+                writer.close()
+        return self._summarize(run_dir, state, writer.rows if writer else [], started, start)
+
+    def _report(self, bar: Any, step: int, val: dict[str, float]) -> None:
+        baseline = self.workload.baseline
+        line = f"step {step}: val " + " ".join(
+            f"{k}={v:.4g}" + (f" (baseline {baseline[k]:.4g})" if k in baseline else "") for k, v in val.items())
+        if bar.disable:
+            log(line)
+        else:
+            bar.write(line, file=sys.stderr)
+
+    def _check_finite(self, state: TrainState, since: int, now: int, ckpt: Checkpoints) -> None:
+        bad = int(state.nonfinite)
+        if bad and self.cfg.train.on_nan == "stop":
+            ckpt.wait()
+            kept = ckpt.steps()
+            raise Diverged(
+                f"loss or gradients became NaN/Inf between steps {since} and {now}; stopped (train.on_nan=stop); "
+                f"last good checkpoint: {kept[-1] if kept else 'none'}; lower optim.lr or optim.clip_norm, "
+                "or set train.on_nan=skip to drop such updates"
+            )
+
+    def _summarize(self, run_dir: Path, state: TrainState, rows: list[dict], started: float, start: int) -> dict:
+        t = self.cfg.train
+        best = _best(rows, t.best_metric, t.best_mode)
+        last = {split: next((r for r in reversed(rows) if r["split"] == split), None) for split in ("train", "val")}
+        device = jax.devices()[0]
+        summary = {
+            "name": self.cfg.name,
+            "steps": int(state.step),
+            "resumed_from": start or None,
+            "final": last,
+            "best": best,
+            "best_metric": t.best_metric,
+            "baseline": self.workload.baseline,
+            "param_count": count_params(state.params),
+            "skipped_nonfinite_steps": int(state.nonfinite),
+            "wall_time_s": round(time.time() - started, 3),
+            "device": {"platform": device.platform, "kind": device.device_kind, "count": jax.device_count(),
+                       "processes": jax.process_count()},
+        }
+        if distributed.is_main_process():
+            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        return summary

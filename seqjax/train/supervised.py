@@ -1,0 +1,56 @@
+"""The ``supervised`` workload: a registry backbone with a task head, trained on a synthetic task.
+
+``loss(params, batch, key, train) = task.metrics(model(batch.inputs), batch)["loss"]`` -- MSE on the
+last step for ``regress_last``, (masked mean) cross-entropy for ``classify_*``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+
+from seqjax.config import options_of, with_name
+from seqjax.models.build import build_model
+from seqjax.models.registry import get_backbone
+from seqjax.tasks import fixed_split, get_task, train_batch
+from seqjax.train.workload import Workload, WorkloadSpec, register_workload
+
+MODEL_EXTRA = (("embed_dim", int, dataclasses.field(default=32)),)  # token-input embedding width
+
+
+def model_schema(name: str) -> type:
+    """``name`` + ``embed_dim`` + the backbone's options dataclass."""
+    return with_name(get_backbone(name).options, name, MODEL_EXTRA)
+
+
+def build(cfg: Any) -> Workload:
+    task_spec = get_task(cfg.task.name)
+    task = task_spec.make(options_of(cfg.task, task_spec.options))
+    backbone_opts = options_of(cfg.model, get_backbone(cfg.model.name).options)
+    model = build_model(cfg.model.name, backbone_opts, task, embed_dim=cfg.model.embed_dim)
+    data_seed, batch_size = cfg.data_seed, cfg.train.batch_size
+
+    def init(key: jax.Array) -> Any:
+        example = task.sample(jax.random.key(0), 1)
+        return model.init({"params": key}, example["inputs"], example.get("lengths"))["params"]
+
+    def loss(params: Any, batch: dict, key: jax.Array, train: bool) -> tuple[jax.Array, dict]:
+        outputs = model.apply(
+            {"params": params}, batch["inputs"], batch.get("lengths"),
+            deterministic=not train, rngs={"dropout": key},
+        )
+        metrics = task.metrics(outputs, batch)
+        return metrics["loss"], metrics
+
+    return Workload(
+        init=init,
+        loss=loss,
+        sample_train=lambda step: train_batch(task, data_seed, step, batch_size),
+        eval_set=lambda split, n: fixed_split(task, data_seed, split, n),
+        baseline=dict(task.baseline),
+    )
+
+
+register_workload("supervised", WorkloadSpec(model_schema=model_schema, build=build))

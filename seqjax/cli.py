@@ -15,7 +15,7 @@ import sys
 from seqjax import __version__
 from seqjax.errors import UserError
 
-COMMANDS: list[str] = ["seqjax.train.command"]  # modules with register(subparsers)
+COMMANDS: list[str] = ["seqjax.train.command", "seqjax.sweep_command", "seqjax.benchmarks.command"]  # modules with register(subparsers)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,129 @@
+"""Hyperparameter sweeps: a grid of dotted overrides x seeds over one experiment config.
+
+A sweep file (``configs/sweeps/*.yaml``)::
+
+    experiment: ../experiments/adding_lstm.yaml   # relative to this file
+    overrides: [train.steps=400]                  # applied to every trial
+    grid:                                         # the Cartesian product of these values
+      model.hidden_size: [32, 64]
+      optim.lr: [1.0e-3, 3.0e-3]
+    seeds: [0, 1]                                 # each grid point once per seed (sets `seed`)
+    out: runs/sweeps/adding_lr                    # default runs/sweeps/<file stem>
+
+Every trial's config is composed and validated before the first one starts.  Each trial is one
+``seqjax train`` process with its own run directory (``<out>/<trial>``), so a crash in one trial loses
+nothing of the others; re-running the sweep skips finished trials (``summary.json`` present) and resumes
+unfinished ones from their latest checkpoint.  ``seqjax report <out>`` tabulates the results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from seqjax.config import load_config
+from seqjax.errors import UserError
+from seqjax.report import SWEEP_RECORD
+
+SUMMARY = "summary.json"
+
+
+@dataclasses.dataclass
+class SweepConfig:
+    experiment: str = "???"
+    overrides: list[str] = dataclasses.field(default_factory=list)
+    grid: dict[str, list[Any]] = dataclasses.field(default_factory=dict)
+    seeds: list[int] = dataclasses.field(default_factory=lambda: [0])
+    out: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    name: str
+    overrides: tuple[str, ...]
+    run_dir: Path
+
+
+def load_sweep(path: str | Path) -> tuple[SweepConfig, Path]:
+    """Read and type-check a sweep file; returns the spec and the experiment file's path."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"sweep file {str(path)!r} not found: check the path")
+    try:
+        spec = OmegaConf.merge(OmegaConf.structured(SweepConfig), OmegaConf.load(path))
+        spec = OmegaConf.to_object(spec)
+    except OmegaConfBaseException as e:
+        raise UserError(f"{path}: {getattr(e, 'full_key', '') or ''}: {str(getattr(e, 'msg', e)).splitlines()[0]}; "
+                        f"allowed keys: {', '.join(f.name for f in dataclasses.fields(SweepConfig))}") from None
+    if not spec.seeds:
+        raise UserError(f"{path}: seeds is empty: give at least one seed, e.g. 'seeds: [0]'")
+    for key, values in spec.grid.items():
+        if not values:
+            raise UserError(f"{path}: grid.{key} has no values: give a non-empty list")
+    spec.out = spec.out or str(Path("runs") / "sweeps" / path.stem)
+    return spec, (path.parent / spec.experiment)
+
+
+def _value_text(value: Any) -> str:
+    return str(value).replace("/", "_").replace(" ", "")
+
+
+def expand(spec: SweepConfig) -> list[Trial]:
+    """The Cartesian product of ``grid`` times ``seeds``, in a stable order."""
+    keys = list(spec.grid)
+    trials = []
+    for values in itertools.product(*(spec.grid[k] for k in keys)):
+        point = [f"{k}={v}" for k, v in zip(keys, values)]
+        label = ",".join(f"{k.split('.')[-1]}={_value_text(v)}" for k, v in zip(keys, values)) or "base"
+        for seed in spec.seeds:
+            name = f"{label},seed={seed}"
+            run_dir = Path(spec.out) / name
+            overrides = (*spec.overrides, *point, f"seed={seed}", f"name={name}", f"run_dir={run_dir}")
+            trials.append(Trial(name, overrides, run_dir))
+    return trials
+
+
+def _run_trial(experiment: Path, trial: Trial, quiet: bool) -> int:
+    trial.run_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "seqjax.cli", "train", str(experiment), *trial.overrides,
+           "train.progress=false"]
+    with open(trial.run_dir / "train.log", "a") as log:
+        rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
+    if not quiet:
+        print(f"[{'done' if rc == 0 else f'FAILED rc={rc}'}] {trial.name}  (log: {trial.run_dir / 'train.log'})",
+              flush=True)
+    return rc
+
+
+def run_sweep(path: str | Path, *, jobs: int = 1, dry_run: bool = False, quiet: bool = False) -> list[Trial]:
+    """Validate every trial, then run those without a summary; returns the failed trials."""
+    spec, experiment = load_sweep(path)
+    trials = expand(spec)
+    for trial in trials:  # validate everything before any work starts
+        try:
+            load_config(experiment, list(trial.overrides))
+        except UserError as e:
+            raise UserError(f"{path}: trial {trial.name}: {e}") from None
+    out = Path(spec.out)
+    out.mkdir(parents=True, exist_ok=True)
+    record = dataclasses.replace(spec, experiment=str(experiment.resolve()))
+    (out / SWEEP_RECORD).write_text(OmegaConf.to_yaml(OmegaConf.structured(record)))
+    pending = [t for t in trials if not (t.run_dir / SUMMARY).exists()]
+    if not quiet:
+        print(f"sweep {Path(path).stem}: {len(trials)} trials, {len(trials) - len(pending)} already done; "
+              f"out {spec.out}", flush=True)
+    if dry_run:
+        for t in trials:
+            print("seqjax train", experiment, " ".join(t.overrides))
+        return []
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        codes = list(pool.map(lambda t: _run_trial(experiment, t, quiet), pending))
+    return [t for t, rc in zip(pending, codes) if rc != 0]

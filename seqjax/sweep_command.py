@@ -1,0 +1,37 @@
+"""``seqjax sweep SWEEP.yaml`` and ``seqjax report DIR``."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from seqjax.report import report
+    from seqjax.sweep import load_sweep, run_sweep
+
+    failed = run_sweep(args.sweep, jobs=args.jobs, dry_run=args.dry_run)
+    if args.dry_run:
+        return 0
+    print(report(load_sweep(args.sweep)[0].out))
+    for trial in failed:
+        print(f"error: trial {trial.name} failed; see {trial.run_dir / 'train.log'}")
+    return 1 if failed else 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from seqjax.report import report
+
+    print(report(args.dir))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    sweep = subparsers.add_parser("sweep", help="run a grid of trials from configs/sweeps/*.yaml, then report")
+    sweep.add_argument("sweep", help="a sweep file, e.g. configs/sweeps/adding_lr.yaml")
+    sweep.add_argument("--jobs", type=int, default=1, help="trials run at once, each in its own process")
+    sweep.add_argument("--dry-run", action="store_true", help="validate every trial and print its command")
+    sweep.set_defaults(func=_sweep)
+
+    rep = subparsers.add_parser("report", help="tabulate (and plot) the runs under a folder")
+    rep.add_argument("dir", help="a sweep's output folder or a folder of run directories")
+    rep.set_defaults(func=_report)

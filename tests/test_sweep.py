@@ -1,0 +1,83 @@
+"""Sweeps: grid expansion, validation before any work, resumable runs, and the report's aggregation."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from seqjax.errors import UserError
+from seqjax.report import collect, report
+from seqjax.sweep import expand, load_sweep, run_sweep
+
+EXPERIMENT = Path(__file__).resolve().parents[1] / "configs" / "experiments" / "adding_lstm.yaml"
+
+
+def _sweep_file(tmp_path, **fields):
+    spec = {"experiment": str(EXPERIMENT), "out": str(tmp_path / "out"), **fields}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(OmegaConf.to_yaml(OmegaConf.create(spec)))
+    return path
+
+
+def test_grid_times_seeds(tmp_path):
+    spec, _ = load_sweep(_sweep_file(tmp_path, grid={"optim.lr": [0.1, 0.2, 0.3], "model.hidden_size": [4, 8]},
+                                     seeds=[0, 1], overrides=["train.steps=5"]))
+    trials = expand(spec)
+    assert len(trials) == 3 * 2 * 2 and len({t.run_dir for t in trials}) == 12
+    combos = {(o[1], o[2], o[3]) for o in (t.overrides for t in trials)}
+    assert combos == {(f"optim.lr={lr}", f"model.hidden_size={h}", f"seed={s}")
+                      for lr in (0.1, 0.2, 0.3) for h in (4, 8) for s in (0, 1)}
+    assert all(t.overrides[0] == "train.steps=5" for t in trials)
+
+
+def test_bad_sweeps_fail_before_any_work(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        load_sweep(tmp_path / "missing.yaml")
+    with pytest.raises(UserError, match="allowed keys"):
+        load_sweep(_sweep_file(tmp_path, gird={"optim.lr": [1]}))
+    bad = _sweep_file(tmp_path, grid={"model.hiden_size": [4]})
+    with pytest.raises(UserError, match="trial .*hiden_size.*did you mean 'hidden_size'"):
+        run_sweep(bad, quiet=True)
+    assert not list((tmp_path / "out").glob("*/config.yaml"))  # nothing ran
+
+
+def _fake_run(root: Path, name: str, lr: float, seed: int, best: float):
+    run = root / name
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create({"seed": seed, "optim": {"lr": lr}})))
+    (run / "summary.json").write_text(json.dumps({
+        "best_metric": "loss", "best": {"loss": best, "step": 10}, "final": {"val": {"loss": best + 1}},
+        "baseline": {"loss": 1 / 6}, "param_count": 100, "wall_time_s": 2.0}))
+
+
+def test_report_aggregates_seeds(tmp_path):
+    (tmp_path / "sweep.yaml").write_text("grid: {optim.lr: [0.1, 0.2]}\n")
+    bests = {(0.1, 0): 0.5, (0.1, 1): 0.7, (0.2, 0): 0.2, (0.2, 1): 0.3}
+    for (lr, seed), best in bests.items():
+        _fake_run(tmp_path, f"lr={lr},seed={seed}", lr, seed, best)
+    keys, rows = collect(tmp_path)
+    assert keys == ["optim.lr"] and len(rows) == 4
+    text = report(tmp_path)
+    for lr in (0.1, 0.2):
+        values = [bests[(lr, s)] for s in (0, 1)]
+        assert f"| {lr} | 2 | {np.mean(values):.4g} ± {np.std(values, ddof=1):.2g} |" in text
+    assert (tmp_path / "results.csv").exists() and (tmp_path / "results.png").exists()
+    with pytest.raises(UserError, match="no finished runs"):
+        collect(tmp_path / "lr=0.1,seed=0")
+
+
+@pytest.mark.slow
+def test_sweep_end_to_end_and_resume(tmp_path):
+    path = _sweep_file(tmp_path, grid={"optim.lr": [0.01]}, seeds=[0], overrides=[
+        "train.steps=4", "train.eval_every=2", "train.checkpoint_every=2", "task.seq_len=5",
+        "model.hidden_size=4", "train.eval_examples=8", "train.test_examples=8"])
+    cmd = [sys.executable, "-m", "seqjax.cli", "sweep", str(path)]
+    first = subprocess.run(cmd, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    assert "| 0.01 | 1 |" in first.stdout
+    again = subprocess.run(cmd, capture_output=True, text=True)
+    assert "1 trials, 1 already done" in again.stdout

@@ -52,10 +52,12 @@ def recurrent_init(
         raise ValueError(
             f"unknown recurrent initializer {kind!r}: choose one of {', '.join(map(repr, RECURRENT_INITS))}"
         )
+    # Draw in at least float32: LAPACK's QR (orthogonal) has no bfloat16/float16 kernel.
+    draw_dtype = jnp.promote_types(dtype, jnp.float32)
     blocks = []
     for k in jax.random.split(key, gates):
-        w = _block(k, hidden_size, kind, dtype)
+        w = _block(k, hidden_size, kind, draw_dtype)
         if spectral_norm is not None:
             w = set_spectral_norm(w, spectral_norm)
-        blocks.append(w)
+        blocks.append(w.astype(dtype))
     return jnp.concatenate(blocks, axis=1)

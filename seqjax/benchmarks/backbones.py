@@ -1,0 +1,73 @@
+"""Benchmarks of the non-recurrent backbones (``tcn``, ``s4d``, ``mamba``), built through the registry.
+
+Each is timed (train step and forward, :mod:`.workloads`) at its shapes with
+its default options and the width set to ``hidden``.  Mamba is also compared
+with itself: the default selective scan (``scan_method="auto"``, chunked, each
+chunk recomputed in the backward pass) against ``"associative"`` over the full
+state (one chunk holding every ``h_t [batch, L, d_inner, d_state]``), at
+``L = 4096``; the ratio is the speed of auto over associative, and peak memory
+is XLA's estimate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+
+from seqjax.benchmarks.workloads import Program, Shape, inputs, jax_program
+from seqjax.errors import UserError
+
+BACKBONE_MODELS = ("tcn", "s4d", "mamba")
+WIDTH_FIELDS = ("d_model", "hidden_size", "channels")
+# input width = model width: the backbones map d_model -> d_model
+SHAPES = (Shape(16, 1024, 64, 64), Shape(4, 4096, 64, 64))
+QUICK_SHAPES = (Shape(2, 32, 8, 8),)
+MAMBA_LONG = Shape(2, 4096, 32, 32)
+MAMBA_QUICK = Shape(2, 64, 8, 8)
+
+
+def module_program(module: Any, x: Any) -> Program:
+    """Train step and forward of a Flax module with the backbone contract ``module(x) -> y``."""
+    params = module.init(jax.random.key(0), x)
+    return jax_program(module.apply, params, x)
+
+
+def backbone_module(name: str, width: int) -> Any | None:
+    """``build_backbone(name, options)`` with the width field set, or ``None`` if ``name`` is not registered."""
+    from seqjax.models.registry import get_backbone
+
+    try:
+        spec = get_backbone(name)
+    except UserError:
+        return None
+    fields = {f.name for f in dataclasses.fields(spec.options)}
+    overrides = {f: width for f in WIDTH_FIELDS if f in fields}
+    return spec.build(spec.options(**overrides))
+
+
+def backbone_rows(name: str, *, quick: bool, repeats: int, compare: Callable[..., list]) -> list:
+    """Rows for one backbone; a missing one gives no rows (it is listed under "not registered")."""
+    rows: list = []
+    for shape in QUICK_SHAPES if quick else SHAPES:
+        module = backbone_module(name, shape.hidden)
+        if module is None:
+            return rows
+        rows += compare(name, shape, {"seqjax": module_program(module, inputs(shape))}, repeats=repeats)
+    if name == "mamba":
+        rows += mamba_scan_rows(MAMBA_QUICK if quick else MAMBA_LONG, repeats=repeats, compare=compare)
+    return rows
+
+
+def mamba_scan_rows(shape: Shape, *, repeats: int, compare: Callable[..., list]) -> list:
+    """Mamba block: ``auto`` (chunked, recomputed) vs ``associative`` over the full state."""
+    from seqjax.layers.mamba import MambaBlock
+
+    x = inputs(shape)
+    programs = {
+        "mamba-auto": module_program(MambaBlock(d_model=shape.hidden), x),
+        "mamba-assoc-full": module_program(MambaBlock(d_model=shape.hidden, chunk_size=None,
+                                                      scan_method="associative"), x),
+    }
+    return compare("mamba", shape, programs, repeats=repeats, reference="mamba-auto")

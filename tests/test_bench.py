@@ -1,0 +1,72 @@
+"""Smoke tests of ``seqjax bench``: finite figures, the timing harness, the GEMM flop count. Speed is never asserted."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from seqjax import cli
+from seqjax.benchmarks import gemm
+from seqjax.benchmarks.timing import time_interleaved
+from seqjax.benchmarks.workloads import Shape
+
+
+def _bench_json(capsys, *argv: str) -> list[dict]:
+    assert cli.main(["bench", *argv, "--quick", "--json", "--repeats", "1"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_quick_recurrent_bench_gives_finite_figures_for_every_peer(capsys):
+    rows = _bench_json(capsys, "lstm")
+    assert {(r["measure"], r["framework"]) for r in rows} >= {
+        ("train_step", "seqjax"), ("train_step", "flax"), ("train_step", "torch"),
+        ("forward", "seqjax"), ("forward", "flax"), ("forward", "torch"), ("gemm", "seqjax"),
+    }
+    for r in rows:
+        for key in ("seconds", "tokens_per_s", "ratio"):
+            assert math.isfinite(r[key]) and r[key] > 0, r
+        if r["framework"] != "torch" and r["measure"] != "gemm":
+            assert r["peak_mb"] is not None and math.isfinite(r["peak_mb"]) and r["peak_mb"] > 0, r
+
+
+def test_quick_bench_of_every_model_gives_finite_figures(capsys):
+    rows = _bench_json(capsys, "all", "--no-torch")
+    assert {"rnn", "lstm", "gru"} <= {r["model"] for r in rows}
+    assert all(math.isfinite(r["seconds"]) and math.isfinite(r["ratio"]) for r in rows)
+
+
+def test_bench_on_a_missing_gpu_is_one_line_and_exit_2(capsys):
+    if jax.devices()[0].platform == "gpu":
+        pytest.skip("a GPU is present")
+    assert cli.main(["bench", "lstm", "--device", "gpu", "--quick"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no GPU" in err and "--device cpu" in err
+
+
+def test_time_interleaved_rotates_the_order_and_times_each_call():
+    calls: list[str] = []
+
+    def sleeper(name: str, seconds: float):
+        def run():
+            calls.append(name)
+            time.sleep(seconds)
+
+        return run
+
+    times = time_interleaved({"a": sleeper("a", 0.002), "b": sleeper("b", 0.02)}, repeats=3, warmup=1)
+    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]  # warm-up, then rounds starting at a, b, a
+    assert times["a"] >= 0.002 and times["b"] >= 0.02  # a timer never reads less than the sleep
+
+
+def test_recurrent_flops_matches_xla_cost_of_one_step_times_t():
+    shape = Shape(batch=3, time=7, input=5, hidden=4)
+    for name, gates in (("rnn", 1), ("lstm", 4), ("gru", 3)):
+        h = jnp.ones((shape.batch, shape.hidden))
+        w = jnp.ones((shape.hidden, gates * shape.hidden))
+        per_step = jax.jit(jnp.matmul).lower(h, w).compile().cost_analysis()["flops"]
+        assert gemm.recurrent_flops(name, shape) == per_step * shape.time

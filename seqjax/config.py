@@ -77,7 +77,8 @@ class TrainConfig:
     test_examples: int = 1024
     eval_batch_size: int = 256
     checkpoint_every: int = 500  # a multiple of eval_every: each checkpoint carries its validation metrics
-    keep_best: int = 1  # keep the latest checkpoint plus the best keep_best by best_metric
+    keep_latest: int = 2  # newest checkpoints kept (more than 1 leaves a fallback if the latest is damaged)
+    keep_best: int = 1  # plus the best keep_best by best_metric
     best_metric: str = "loss"
     best_mode: str = "min"  # min | max
     async_checkpoint: bool = True
@@ -105,7 +106,7 @@ CHOICES = {
     "train.on_nan": ("stop", "skip"),
 }
 POSITIVE = ("train.steps", "train.batch_size", "train.log_every", "train.eval_every", "train.eval_examples",
-            "train.test_examples", "train.eval_batch_size", "train.checkpoint_every", "train.keep_best")
+            "train.test_examples", "train.eval_batch_size", "train.checkpoint_every", "train.keep_latest", "train.keep_best")
 
 
 def with_name(options: type, name: str, extra: tuple = ()) -> type:
@@ -138,8 +139,9 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> DictConfig:
     layers = [("defaults", OmegaConf.create(base)), *layers]
     if overrides:
         layers.append(("command line", _parse_overrides(overrides)))
+    workload = _workload(layers)
     schema = OmegaConf.structured(ExperimentConfig(
-        model=_model_schema(layers)(), task=_task_schema(layers)()))
+        model=_named(layers, "model", workload.model_schema)(), task=_task_schema(layers)()))
     for source, layer in layers:
         _check_keys(layer, schema, source, "")
         try:
@@ -148,6 +150,8 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> DictConfig:
             msg = str(getattr(e, "msg", e)).splitlines()[0]
             raise UserError(f"{source}: {e.full_key}: {msg}") from None
     _check_values(schema, layers)
+    if workload.validate is not None:
+        workload.validate(schema)
     if schema.run_dir is None:
         schema.run_dir = str(Path("runs") / schema.name)
     return schema
@@ -224,18 +228,18 @@ def _named(layers, section: str, lookup) -> type:
     try:
         return lookup(str(name))
     except UserError as e:
-        raise UserError(f"{source}: {section}.name: {e}") from None
+        known = str(e).rpartition("choose one of ")[2].split(", ")
+        raise UserError(f"{source}: {section}.name: {e}{_did_you_mean(str(name), known)}") from None
 
 
-def _model_schema(layers) -> type:
+def _workload(layers) -> Any:
     from seqjax.train.workload import get_workload
 
     workload, source = _last_set(layers, "", "workload", "supervised")
     try:
-        spec = get_workload(str(workload))
+        return get_workload(str(workload))
     except UserError as e:
         raise UserError(f"{source}: workload: {e}") from None
-    return _named(layers, "model", spec.model_schema)
 
 
 def _task_schema(layers) -> type:

@@ -1,7 +1,7 @@
 """Orbax checkpoints of the :class:`~seqjax.train.state.TrainState`.
 
-``CheckpointManager`` with the 0.12 preservation policies: ``AnyPreservationPolicy([LatestN(1),
-BestN(n=keep_best)])`` keeps the latest checkpoint (what a resume needs) plus the best ``keep_best``
+``CheckpointManager`` with the 0.12 preservation policies: ``AnyPreservationPolicy([LatestN(keep_latest),
+BestN(n=keep_best)])`` keeps the newest checkpoints (what a resume needs) plus the best ``keep_best``
 by the validation metric ``train.best_metric`` (``train.best_mode`` min or max), saved
 asynchronously.  Every checkpoint carries its validation metrics.
 
@@ -33,7 +33,7 @@ class Checkpoints:
         best_fn = lambda m: m[metric]  # noqa: E731
         options = ocp.CheckpointManagerOptions(
             preservation_policy=AnyPreservationPolicy(
-                [LatestN(n=1), BestN(get_metric_fn=best_fn, reverse=(mode == "min"), n=train_cfg.keep_best)]
+                [LatestN(n=train_cfg.keep_latest), BestN(get_metric_fn=best_fn, reverse=(mode == "min"), n=train_cfg.keep_best)]
             ),
             best_fn=best_fn,
             best_mode=mode,

@@ -12,9 +12,11 @@ from typing import Any
 import jax
 
 from seqjax.config import options_of, with_name
-from seqjax.models.build import build_model
+from seqjax.models.build import build_model, check_causal
 from seqjax.models.registry import get_backbone
-from seqjax.tasks import fixed_split, get_task, train_batch
+from seqjax.models.tcn import check_receptive_field
+from seqjax.optim_groups import SSM_BACKBONES, ssm_param_labels
+from seqjax.tasks import Task, fixed_split, get_task, train_batch
 from seqjax.train.workload import Workload, WorkloadSpec, register_workload
 
 MODEL_EXTRA = (("embed_dim", int, dataclasses.field(default=32)),)  # token-input embedding width
@@ -25,10 +27,22 @@ def model_schema(name: str) -> type:
     return with_name(get_backbone(name).options, name, MODEL_EXTRA)
 
 
-def build(cfg: Any) -> Workload:
+def _task_and_options(cfg: Any) -> tuple[Task, Any]:
     task_spec = get_task(cfg.task.name)
     task = task_spec.make(options_of(cfg.task, task_spec.options))
-    backbone_opts = options_of(cfg.model, get_backbone(cfg.model.name).options)
+    return task, options_of(cfg.model, get_backbone(cfg.model.name).options)
+
+
+def validate(cfg: Any) -> None:
+    """A per-step task needs a causal backbone (:func:`seqjax.models.build.check_causal`)."""
+    task, backbone_opts = _task_and_options(cfg)
+    check_causal(task, cfg.model.name, backbone_opts)
+    if cfg.model.name == "tcn":
+        check_receptive_field(backbone_opts, task.seq_len)  # warns when the TCN cannot see the dependency
+
+
+def build(cfg: Any) -> Workload:
+    task, backbone_opts = _task_and_options(cfg)
     model = build_model(cfg.model.name, backbone_opts, task, embed_dim=cfg.model.embed_dim)
     data_seed, batch_size = cfg.data_seed, cfg.train.batch_size
 
@@ -50,7 +64,8 @@ def build(cfg: Any) -> Workload:
         sample_train=lambda step: train_batch(task, data_seed, step, batch_size),
         eval_set=lambda split, n: fixed_split(task, data_seed, split, n),
         baseline=dict(task.baseline),
+        param_labels=ssm_param_labels if cfg.model.name in SSM_BACKBONES else None,
     )
 
 
-register_workload("supervised", WorkloadSpec(model_schema=model_schema, build=build))
+register_workload("supervised", WorkloadSpec(model_schema=model_schema, build=build, validate=validate))

@@ -20,7 +20,9 @@ A family registers a :class:`WorkloadSpec` under a name selected by the config's
     register_workload("seq2seq", WorkloadSpec(model_schema=seq2seq_schema, build=build_seq2seq))
 
 ``model_schema(model_name) -> dataclass`` is the typed schema the config's ``model`` section is
-validated against; ``build(cfg) -> Workload`` builds everything from the validated config.  Add the
+validated against; ``validate(cfg)`` (optional) raises a one-line ``UserError`` for combinations
+the schema cannot express (e.g. a bidirectional model on a per-step task) before any work starts;
+``build(cfg) -> Workload`` builds everything from the validated config.  Add the
 registering module's import to :mod:`seqjax.train.workloads`.
 """
 
@@ -51,6 +53,7 @@ class Workload:
 class WorkloadSpec(NamedTuple):
     model_schema: Callable[[str], type]
     build: Callable[[Any], Workload]
+    validate: Callable[[Any], None] | None = None  # cross-section checks, run when the config loads
 
 
 WORKLOADS: Registry[WorkloadSpec] = Registry("workload", "seqjax.train.workloads")

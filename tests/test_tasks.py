@@ -86,3 +86,45 @@ def test_bad_task_options_and_names():
         get_task("addin")
     with pytest.raises(UserError, match="unknown split"):
         fixed_split(_task("adding"), 0, "dev", 2)
+
+
+def _uniform_over(tokens, V, T, B):
+    """Logits of a predictor uniform over ``tokens`` at every position."""
+    probs = np.full((B, T, V), 1e-30)
+    probs[..., tokens] = 1.0 / len(tokens)
+    return jnp.log(jnp.asarray(probs))
+
+
+def test_selective_copy_definition_and_baseline():
+    L, M, V = 24, 5, 16
+    task = _task("selective_copy", seq_len=L, num_tokens=M, vocab_size=V)
+    b = jax.tree.map(np.asarray, fixed_split(task, 0, "val", 32))
+    for x, y, m in zip(b["inputs"], b["targets"], b["mask"]):
+        data = x[:L][x[:L] != 0]
+        assert len(data) == M and ((data >= 1) & (data <= V - 2)).all()
+        assert (x[L:] == V - 1).all() and (y[L:] == data).all()  # recalled in order
+        assert m.sum() == M and m[L:].all()
+    ce = float(task.metrics(_uniform_over(list(range(1, V - 1)), V, L + M, 32), b)["ce"])
+    assert ce == pytest.approx(np.log(V - 2), rel=1e-5) and task.baseline["ce"] == pytest.approx(np.log(V - 2))
+
+
+def test_induction_definition():
+    L, V = 30, 16
+    b = jax.tree.map(np.asarray, fixed_split(_task("induction", seq_len=L, vocab_size=V), 0, "val", 64))
+    for x, y, m in zip(b["inputs"], b["targets"], b["mask"]):
+        special = np.flatnonzero(x == V - 1)
+        assert len(special) == 2 and special[1] == L - 1
+        assert y[L - 1] == x[special[0] + 1] and m.sum() == 1 and m[L - 1] == 1
+
+
+def test_associative_recall_definition():
+    L, K, V = 40, 5, 32
+    b = jax.tree.map(np.asarray, fixed_split(_task("mqar", seq_len=L, num_pairs=K, vocab_size=V), 0, "val", 32))
+    for x, y, m in zip(b["inputs"], b["targets"], b["mask"]):
+        table = dict(zip(x[: 2 * K : 2], x[1 : 2 * K : 2]))
+        assert len(table) == K and all(1 <= k < V // 2 <= v < V for k, v in table.items())
+        queries = np.flatnonzero(m)
+        assert len(queries) == K and set(x[queries]) == set(table)
+        assert all(y[q] == table[x[q]] and x[q + 1] == table[x[q]] for q in queries)
+    with pytest.raises(UserError, match="seq_len must be at least"):
+        _task("mqar", seq_len=10, num_pairs=4)

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from seqjax.tasks.base import Batch, Task, regression_metrics
 from seqjax.tasks.options import check_seq_len, check_variant
 from seqjax.tasks.registry import register_task
+from seqjax.tasks.sampling import distinct_positions
 
 ADDING_VARIANTS = ("tcn", "urnn")
 
@@ -32,9 +33,7 @@ class AddingOptions:
 def _marker_positions(key: jax.Array, batch_size: int, seq_len: int, variant: str) -> jax.Array:
     """``[B, 2]`` marker positions, distinct within each row."""
     if variant == "tcn":
-        # the two smallest of T i.i.d. uniforms' ranks: a uniform draw of 2 distinct positions
-        scores = jax.random.uniform(key, (batch_size, seq_len))
-        return jnp.argsort(scores, axis=1)[:, :2]
+        return distinct_positions(key, batch_size, seq_len, 2)
     half = seq_len // 2
     k1, k2 = jax.random.split(key)
     first = jax.random.randint(k1, (batch_size,), 0, half)

@@ -1,0 +1,58 @@
+"""Multi-query associative recall, MQAR (Arora et al. 2023, Zoology).
+
+Keys come from ``[1, V/2)`` (distinct within a sequence), values from ``[V/2, V)``.  The sequence opens
+with ``K`` key-value pairs written interleaved, ``k_1 v_1 ... k_K v_K``; the rest (length ``L - 2K``,
+token 0 elsewhere) holds every key once more, in random order, in random two-token slots
+``k_j v_j``.  At each queried key the model must output its value.
+
+Loss: cross-entropy at the ``K`` query positions.  Memoryless baseline: uniform over the ``V/2``
+values, ``CE = ln(V/2)``, accuracy ``2/V``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+
+from seqjax.errors import UserError
+from seqjax.tasks.base import Batch, Task, step_classification_metrics
+from seqjax.tasks.registry import register_task
+from seqjax.tasks.sampling import answer_mask, distinct_positions
+
+
+@dataclasses.dataclass
+class AssociativeRecallOptions:
+    seq_len: int = 64  # L
+    num_pairs: int = 4  # K
+    vocab_size: int = 64  # V (8192 in the paper; smaller on CPU)
+
+
+@register_task("mqar", AssociativeRecallOptions)
+def associative_recall(opts: AssociativeRecallOptions) -> Task:
+    L, K, V = opts.seq_len, opts.num_pairs, opts.vocab_size
+    if V // 2 - 1 < K:
+        raise UserError(f"mqar: vocab_size={V} gives only {V // 2 - 1} keys for num_pairs={K}; raise vocab_size")
+    if (L - 2 * K) // 2 < K:
+        raise UserError(f"mqar: seq_len={L} leaves no room for {K} queries after {K} pairs; "
+                        f"seq_len must be at least {4 * K}")
+    slots = (L - 2 * K) // 2
+
+    def sample(key: jax.Array, batch_size: int) -> Batch:
+        k_key, k_val, k_slot = jax.random.split(key, 3)
+        rows = jnp.arange(batch_size)[:, None]
+        keys = distinct_positions(k_key, batch_size, V // 2 - 1, K) + 1
+        values = jax.random.randint(k_val, (batch_size, K), V // 2, V)
+        pairs = jnp.stack([keys, values], axis=-1).reshape(batch_size, 2 * K)
+        # slot j of the query region starts at 2K + 2j; pair i is queried in slot query_slot[:, i]
+        query_at = 2 * K + 2 * distinct_positions(k_slot, batch_size, slots, K)
+        inputs = jnp.zeros((batch_size, L), jnp.int32).at[:, : 2 * K].set(pairs)
+        inputs = inputs.at[rows, query_at].set(keys).at[rows, query_at + 1].set(values)
+        targets = jnp.zeros((batch_size, L), jnp.int32).at[rows, query_at].set(values)
+        return {"inputs": inputs, "targets": targets, "mask": answer_mask(batch_size, L, query_at)}
+
+    ce = math.log(V // 2)
+    baseline = {"loss": ce, "ce": ce, "accuracy": 1.0 / (V // 2)}
+    return Task("mqar", sample, "classify_steps", V, V, V, L, baseline, step_classification_metrics)

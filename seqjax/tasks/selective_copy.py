@@ -1,0 +1,55 @@
+"""Selective copying (Gu & Dao 2023, Mamba paper §4.1 / Table 1).
+
+Vocabulary ``V`` (default 16): token 0 is noise, token ``V-1`` the marker, data tokens are ``1..V-2``.
+``M`` data tokens sit at random *sorted* positions among ``L`` noise positions (input region length
+``L``), then come ``M`` markers.  At the ``M`` marker positions the model must output the data tokens in
+order.  Unlike the copy task the gaps vary, so a time-invariant (LTI) model cannot solve it by a fixed
+delay: content-dependent selection is needed.
+
+Loss: cross-entropy on the ``M`` answer positions only.  Memoryless baseline: uniform over the
+``V - 2`` data tokens, ``CE = ln(V - 2)``, accuracy ``1/(V - 2)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+
+from seqjax.tasks.base import Batch, Task, step_classification_metrics
+from seqjax.tasks.options import check_seq_len
+from seqjax.tasks.registry import register_task
+from seqjax.tasks.sampling import distinct_positions
+
+
+@dataclasses.dataclass
+class SelectiveCopyOptions:
+    seq_len: int = 256  # L: the region holding the data tokens among noise
+    num_tokens: int = 16  # M
+    vocab_size: int = 16  # V, including noise (0) and marker (V-1)
+
+
+@register_task("selective_copy", SelectiveCopyOptions)
+def selective_copy(opts: SelectiveCopyOptions) -> Task:
+    L, M, V = opts.seq_len, opts.num_tokens, opts.vocab_size
+    check_seq_len("selective_copy", L, M)
+    if V < 4:
+        raise ValueError(f"selective_copy: vocab_size={V} is too small; it must be at least 4")
+
+    def sample(key: jax.Array, batch_size: int) -> Batch:
+        k_tok, k_pos = jax.random.split(key)
+        data = jax.random.randint(k_tok, (batch_size, M), 1, V - 1)
+        positions = distinct_positions(k_pos, batch_size, L, M, sort=True)
+        rows = jnp.arange(batch_size)[:, None]
+        region = jnp.zeros((batch_size, L), jnp.int32).at[rows, positions].set(data)
+        inputs = jnp.concatenate([region, jnp.full((batch_size, M), V - 1, jnp.int32)], axis=1)
+        targets = jnp.concatenate([jnp.zeros((batch_size, L), jnp.int32), data], axis=1)
+        mask = jnp.concatenate([jnp.zeros((batch_size, L)), jnp.ones((batch_size, M))], axis=1)
+        return {"inputs": inputs, "targets": targets, "mask": mask}
+
+    ce = math.log(V - 2)
+    baseline = {"loss": ce, "ce": ce, "accuracy": 1.0 / (V - 2)}
+    return Task("selective_copy", sample, "classify_steps", V, V, V, L + M, baseline, step_classification_metrics)
+

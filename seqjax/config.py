@@ -176,7 +176,7 @@ def _read(path: Path) -> DictConfig:
 def _expand_defaults(path: Path) -> list[tuple[str, DictConfig]]:
     exp = _read(path)
     defaults = exp.pop("defaults", None) or {}
-    if not isinstance(defaults, DictConfig):
+    if not isinstance(defaults, (DictConfig, dict)):
         raise UserError(f"{path}: 'defaults' must map a part to a file name, e.g. 'defaults: {{model: lstm}}'")
     layers = []
     for part, name in defaults.items():
@@ -212,7 +212,7 @@ def _parse_overrides(overrides: list[str]) -> DictConfig:
 
 def _last_set(layers: list[tuple[str, DictConfig]], section: str, key: str, default: Any = None) -> tuple[Any, str]:
     """The value of ``section.key`` in the last layer that sets it, and that layer's name."""
-    found = (default, "the config")
+    found = (default, [src for src, _ in layers if src != "command line"][-1])
     for source, layer in layers:
         node = layer.get(section) if section else layer
         if isinstance(node, DictConfig) and node.get(key) is not None:

@@ -46,7 +46,7 @@ PAD, BOS, EOS = 0, 1, 2
 RECURRENT_CELLS = ("rnn", "lstm", "gru")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass
 class Seq2SeqOptions:
     """Config keys of the ``seq2seq`` model (``configs/models/seq2seq*.yaml``)."""
 

@@ -29,7 +29,7 @@ def make_train_step(
         batch = constrain(workload.sample_train(state.step))
         key = jax.random.fold_in(dropout_key, state.step)
         (loss, metrics), grads = jax.value_and_grad(workload.loss, has_aux=True)(state.params, batch, key, True)
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
@@ -40,8 +40,8 @@ def make_train_step(
             opt_state=keep(opt_state, state.opt_state),
             nonfinite=state.nonfinite + (~finite).astype(jnp.int32),
         )
-        logged = {**metrics, "grad_norm": grad_norm, "param_norm": optax.global_norm(new_state.params),
-                  "update_norm": optax.global_norm(updates)}
+        logged = {**metrics, "grad_norm": grad_norm, "param_norm": optax.tree.norm(new_state.params),
+                  "update_norm": optax.tree.norm(updates)}
         return new_state, logged
 
     return train_step

@@ -28,7 +28,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from seqjax.initializers import recurrent_init, input_init
+from seqjax.initializers import RECURRENT_INITS, recurrent_init, input_init
 
 Array = jax.Array
 Params = dict[str, Array]
@@ -101,6 +101,13 @@ def _check_choice(option: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"unknown {option} {value!r}: choose one of {', '.join(map(repr, allowed))}")
 
 
+def _check_weight_options(recurrent: str, spectral_norm: float | None) -> None:
+    """Reject bad ``W_h`` options when the cell is built, not later at ``init``."""
+    _check_choice("recurrent initializer", recurrent, RECURRENT_INITS)
+    if spectral_norm is not None and not spectral_norm > 0:
+        raise ValueError(f"spectral_norm must be positive (it is sigma_max of each W_h block), got {spectral_norm}")
+
+
 def _init_weights(key, input_size, hidden_size, gates, *, param_dtype, recurrent, spectral_norm):
     k_x, k_h = jax.random.split(key)
     return {
@@ -137,6 +144,7 @@ def rnn(
       dtype: computation dtype.  param_dtype: parameter storage dtype.
     """
     _check_choice("activation", activation, tuple(_ACTIVATIONS))
+    _check_weight_options(recurrent, spectral_norm)
     act = _ACTIVATIONS[activation]
 
     def init(key: Array, input_size: int) -> Params:
@@ -185,6 +193,7 @@ def lstm(
       recurrent, spectral_norm, dtype, param_dtype: as for :func:`rnn`; the
         recurrent initializer applies to each gate's ``hidden x hidden`` block.
     """
+    _check_weight_options(recurrent, spectral_norm)
     H = hidden_size
 
     def init(key: Array, input_size: int) -> Params:
@@ -246,6 +255,7 @@ def gru(
     Both variants have the same parameter shapes but ``b_hn`` (reset-after only).
     """
     _check_choice("GRU variant", variant, GRU_VARIANTS)
+    _check_weight_options(recurrent, spectral_norm)
     H = hidden_size
 
     def init(key: Array, input_size: int) -> Params:

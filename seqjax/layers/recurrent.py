@@ -66,6 +66,8 @@ class Recurrent(nn.Module):
         return_carry: bool = False,
     ) -> Array | tuple[Carry, Array]:
         """``y = scan(cell)(x)``: ``[batch, time, features] -> [batch, time, hidden]``."""
+        if self.has_variable("params", "cell"):  # our one-line message, before Flax's param-shape check
+            scan.check_inputs(self.cell, self.get_variable("params", "cell"), x, lengths)
         params = self.param("cell", lambda key: self.cell.init(key, x.shape[-1]))
         if initial_carry is None and self.learned_init:
             unbatched = self._learned_carry()

@@ -1,8 +1,11 @@
 """Drive a :class:`~seqjax.cells.Cell` over time with ``jax.lax.scan``.
 
 Public layout is ``[batch, time, features]``; time is the scan axis inside.
-The input projection ``input_proj`` is hoisted out of the loop (one matmul for
-all time steps), and only ``recur`` runs under the scan.
+On accelerators the input projection ``input_proj`` is hoisted out of the loop
+(one matmul for all time steps) and only ``recur`` runs under the scan.  On CPU
+the whole ``step`` runs under the scan instead: materialising ``xp
+[time, batch, G*hidden]`` costs more in memory traffic than the large matmul
+saves (measured 2-3x slower forward passes; see experiments/benchmarks/README.md).
 
 Variable-length batches: with ``lengths[b] = L_b``, positions ``t >= L_b`` are
 padding.  At a padded step the carry is held (``c_t = c_{t-1}``) and the output
@@ -59,6 +62,11 @@ def check_inputs(cell: Cell, params: Params, xs: Array, lengths: Array | None) -
             )
 
 
+def hoist_input_projection() -> bool:
+    """Whether :func:`run` projects all inputs before the scan: on accelerators, not on CPU (measured)."""
+    return jax.default_backend() != "cpu"
+
+
 def _hold_where(mask_t: Array, new: Carry, old: Carry) -> Carry:
     """``new`` where ``mask_t[b]`` is true, else ``old``, leaf by leaf."""
 
@@ -84,9 +92,10 @@ def run(
     """Run ``cell`` over ``xs`` (``[batch, time, features]``).
 
     Computes ``c_t, y_t = cell.recur(params, c_{t-1}, xp_t)`` with
-    ``xp = cell.input_proj(params, xs)`` for ``t = 0..T-1`` (or ``T-1..0`` when
+    ``xp_t = cell.input_proj(params, x_t)`` for ``t = 0..T-1`` (or ``T-1..0`` when
     ``reverse``), holding the carry and zeroing the output where
-    ``t >= lengths[b]``.
+    ``t >= lengths[b]``.  ``xp`` is computed for all steps before the scan
+    where :func:`hoist_input_projection` says so, else inside it by ``cell.step``.
 
     Args:
       cell: the cell.
@@ -107,12 +116,16 @@ def run(
     check_inputs(cell, params, xs, lengths)
     batch, time = xs.shape[:2]
     carry = cell.initial_carry((batch,)) if initial_carry is None else initial_carry
-    xp = jnp.swapaxes(cell.input_proj(params, xs), 0, 1)  # [T, B, G*H]
+    xs_t = jnp.swapaxes(xs, 0, 1)  # [T, B, F]: transpose the narrower input, not the projection
+    if hoist_input_projection():
+        xs_t, update = cell.input_proj(params, xs_t), cell.recur  # xp [T, B, G*H]
+    else:
+        update = cell.step
     mask = None if lengths is None else jnp.arange(time)[:, None] < lengths[None, :]  # [T, B]
 
     def body(c, inputs):
-        xp_t, m_t = inputs
-        new_c, y = cell.recur(params, c, xp_t)
+        x_t, m_t = inputs
+        new_c, y = update(params, c, x_t)
         if m_t is not None:
             new_c = _hold_where(m_t, new_c, c)
             y = jnp.where(m_t[:, None], y, jnp.zeros_like(y))
@@ -120,7 +133,7 @@ def run(
 
     if remat:
         body = jax.checkpoint(body)
-    carry, out = jax.lax.scan(body, carry, (xp, mask), reverse=reverse, unroll=unroll)
+    carry, out = jax.lax.scan(body, carry, (xs_t, mask), reverse=reverse, unroll=unroll)
     to_batch_major = lambda a: jnp.swapaxes(a, 0, 1)  # noqa: E731
     if return_carries:
         ys, carries = out

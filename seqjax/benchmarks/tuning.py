@@ -1,0 +1,49 @@
+"""The evidence behind the recurrent defaults: input-projection placement and ``unroll``.
+
+``python -m seqjax.benchmarks.tuning [cell ...]`` times, interleaved with the
+Flax linen peer, the seqjax training step and forward pass of each cell at the
+standard shapes in these variants:
+
+* ``hoist``: ``xp = input_proj(x)`` for all steps before the scan (forced on);
+* ``step-uK``: ``cell.step`` under the scan (the input matmul inside the loop),
+  ``lax.scan(..., unroll=K)`` for K in 1, 2, 4, 8.
+
+Each line prints the median milliseconds and the ratio ``t_flax / t_variant``.
+"""
+
+from __future__ import annotations
+
+import sys
+from unittest import mock
+
+from seqjax import scan
+from seqjax.benchmarks import peers
+from seqjax.benchmarks.suite import RECURRENT, SHAPES
+from seqjax.benchmarks.timing import time_interleaved
+from seqjax.benchmarks.workloads import Program, Shape, inputs, seqjax_recurrent
+
+UNROLLS = (1, 2, 4, 8)
+
+
+def variants(cell_name: str, shape: Shape, x) -> dict[str, Program]:
+    """The seqjax variants above, plus ``flax``; programs are traced at construction."""
+    with mock.patch.object(scan, "hoist_input_projection", lambda: True):
+        programs = {"hoist": seqjax_recurrent(cell_name, shape, x)}
+    with mock.patch.object(scan, "hoist_input_projection", lambda: False):
+        programs.update({f"step-u{k}": seqjax_recurrent(cell_name, shape, x, unroll=k) for k in UNROLLS})
+    programs["flax"] = peers.flax_recurrent(cell_name, shape, x)
+    return programs
+
+
+def main(cells: list[str], repeats: int = 5) -> None:
+    for cell_name in cells:
+        for shape in SHAPES:
+            programs = variants(cell_name, shape, inputs(shape))
+            for measure in ("train_step", "forward"):
+                t = time_interleaved({k: getattr(p, measure) for k, p in programs.items()}, repeats=repeats)
+                figures = "  ".join(f"{k} {v * 1e3:.1f}ms ({t['flax'] / v:.2f}x)" for k, v in t.items())
+                print(f"{cell_name} {shape} {measure}: {figures}", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:] or list(RECURRENT))

@@ -7,3 +7,4 @@ from seqjax.models import recurrent  # noqa: F401  rnn, lstm, gru
 from seqjax.models import tcn  # noqa: F401  tcn
 from seqjax.models import ssm  # noqa: F401  s4, s4d
 from seqjax.models import mamba  # noqa: F401  mamba
+from seqjax.models import transformer  # noqa: F401  transformer

@@ -1,0 +1,197 @@
+"""A pre-norm Transformer (Vaswani et al. 2017; pre-norm as in Xiong et al. 2020), causal or not.
+
+::
+
+    x_0     = W_in x + b_in  (+ PE(t) with sinusoidal positions)
+    x'_l    = x_l  + dropout(MHA(LN(x_l)))
+    x_{l+1} = x'_l + dropout(W_2 gelu(W_1 LN(x'_l) + b_1) + b_2)
+    y       = LN(x_L)
+
+    MHA(u)  = concat_h softmax(q_h k_h^T / sqrt(d_h) + M) v_h  W_o,   q, k, v = u W_q, u W_k, u W_v
+
+with ``M_ts = 0`` where key ``s`` is visible to query ``t`` (``s <= t`` when causal, ``s <
+length`` always) and ``-inf`` elsewhere.  Positions are either added to the input,
+``PE(t, 2i) = sin(t / 10000^{2i/d})``, ``PE(t, 2i+1) = cos(t / 10000^{2i/d})``, or *rotary*
+(Su et al. 2021): each pair ``(q_{2i}, q_{2i+1})`` of every head (and of ``k``) is rotated by the
+angle ``t * 10000^{-2i/d_h}``, so ``q_t . k_s`` depends on ``t - s`` only.
+
+Two forms of one causal model: the parallel form over ``[batch, time, features]``, and the step
+form with a KV cache (``initial_state(batch_size)`` / ``step(state, x_t)``) holding every layer's
+keys and values for the ``max_len`` positions; step ``t`` attends to cached positions ``<= t``.
+Steps past ``max_len`` are not supported (the cache is full).  The non-causal (encoder) form has no
+step form and raises :class:`~seqjax.layers.recurrent.StreamingError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from seqjax.layers.recurrent import StreamingError
+
+Array = jax.Array
+POSITIONS = ("sinusoidal", "rotary")
+
+
+def sinusoidal(positions: Array, d_model: int) -> Array:
+    """``PE[t, 2i] = sin(t w_i)``, ``PE[t, 2i+1] = cos(t w_i)``, ``w_i = 10000^{-2i/d}``: ``[..., d_model]``."""
+    i = jnp.arange(d_model // 2 + d_model % 2)
+    angles = positions[..., None].astype(jnp.float32) * 10000.0 ** (-2.0 * i / d_model)
+    pe = jnp.stack([jnp.sin(angles), jnp.cos(angles)], axis=-1).reshape(*angles.shape[:-1], -1)
+    return pe[..., :d_model]
+
+
+def rotary(x: Array, positions: Array) -> Array:
+    """Rotate pairs ``(x_{2i}, x_{2i+1})`` by ``t * 10000^{-2i/d_h}``; ``x [B, T, H, d_h]``, ``positions [B, T]``."""
+    d = x.shape[-1]
+    angles = positions[..., None].astype(jnp.float32) * 10000.0 ** (-jnp.arange(0, d, 2) / d)  # [B, T, d/2]
+    cos, sin = jnp.cos(angles)[:, :, None], jnp.sin(angles)[:, :, None]
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    return jnp.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1).reshape(x.shape)
+
+
+def attention_mask(q_pos: Array, k_pos: Array, lengths: Array | None, causal: bool) -> Array:
+    """``[B, T_q, T_k]`` booleans: key visible to query (``k <= q`` if causal; ``k < length``)."""
+    mask = jnp.ones((q_pos.shape[0], q_pos.shape[1], k_pos.shape[-1]), bool)
+    if causal:
+        mask = mask & (k_pos[:, None, :] <= q_pos[:, :, None])
+    if lengths is not None:
+        mask = mask & (k_pos[:, None, :] < lengths[:, None, None])
+    return mask
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention ``softmax(q k^T / sqrt(d_h) + M) v W_o``; rotary positions optional."""
+
+    d_model: int
+    n_heads: int
+    rotary: bool = False
+
+    def setup(self) -> None:
+        self.qkv = nn.Dense(3 * self.d_model)
+        self.out = nn.Dense(self.d_model)
+
+    def project(self, u: Array, positions: Array) -> tuple[Array, Array, Array]:
+        """``q, k, v [B, T, H, d_h]`` (rotated when ``rotary``)."""
+        B, T, _ = u.shape
+        q, k, v = jnp.split(self.qkv(u).reshape(B, T, 3 * self.n_heads, -1), 3, axis=2)
+        if self.rotary:
+            q, k = rotary(q, positions), rotary(k, positions)
+        return q, k, v
+
+    def attend(self, q: Array, k: Array, v: Array, mask: Array) -> Array:
+        logits = jnp.einsum("bthd,bshd->bhts", q, k) / jnp.sqrt(q.shape[-1]).astype(q.dtype)
+        weights = jax.nn.softmax(jnp.where(mask[:, None], logits, jnp.finfo(logits.dtype).min), axis=-1)
+        weights = jnp.where(mask[:, None], weights, 0.0)  # a query with no visible key (padding) gets 0
+        y = jnp.einsum("bhts,bshd->bthd", weights, v)
+        return self.out(y.reshape(*y.shape[:2], self.d_model))
+
+    def __call__(self, u: Array, positions: Array, mask: Array) -> Array:
+        return self.attend(*self.project(u, positions), mask)
+
+    def step(self, cache: tuple[Array, Array], u_t: Array, pos: Array) -> tuple[tuple[Array, Array], Array]:
+        """``u_t [B, d]`` at position ``pos [B]``: write ``k_t, v_t`` into the cache, attend to positions ``<= pos``."""
+        q, k, v = self.project(u_t[:, None], pos[:, None])
+        k_cache, v_cache = cache
+        slots = jnp.arange(k_cache.shape[1])[None, :]
+        here = (slots == pos[:, None])[:, :, None, None]
+        k_cache, v_cache = jnp.where(here, k, k_cache), jnp.where(here, v, v_cache)
+        mask = (slots <= pos[:, None])[:, None, :]  # [B, 1, max_len]
+        return (k_cache, v_cache), self.attend(q, k_cache, v_cache, mask)[:, 0]
+
+
+class TransformerBlock(nn.Module):
+    """``x' = x + drop(MHA(LN(x)))``, ``y = x' + drop(MLP(LN(x')))`` with ``MLP(u) = W_2 gelu(W_1 u)``."""
+
+    d_model: int
+    n_heads: int
+    mlp_ratio: int = 4
+    dropout: float = 0.0
+    rotary: bool = False
+
+    def setup(self) -> None:
+        self.norm1, self.norm2 = nn.LayerNorm(), nn.LayerNorm()
+        self.attn = SelfAttention(self.d_model, self.n_heads, self.rotary)
+        self.fc1, self.fc2 = nn.Dense(self.mlp_ratio * self.d_model), nn.Dense(self.d_model)
+        self.drop = nn.Dropout(self.dropout)
+
+    def mlp(self, x: Array, deterministic: bool) -> Array:
+        return x + self.drop(self.fc2(nn.gelu(self.fc1(self.norm2(x)))), deterministic=deterministic)
+
+    def __call__(self, x: Array, positions: Array, mask: Array, deterministic: bool = True) -> Array:
+        x = x + self.drop(self.attn(self.norm1(x), positions, mask), deterministic=deterministic)
+        return self.mlp(x, deterministic)
+
+    def step(self, cache: Any, x_t: Array, pos: Array) -> tuple[Any, Array]:
+        cache, a = self.attn.step(cache, self.norm1(x_t), pos)
+        return cache, self.mlp(x_t + a, True)
+
+
+class Transformer(nn.Module):
+    """A stack of :class:`TransformerBlock`; see the module docstring for the equations.
+
+    ``causal=True``: decoder-only form (per-step tasks, LM) with a KV-cache step form;
+    ``causal=False``: encoder form (classification), keys masked by ``lengths``.
+    """
+
+    d_model: int = 64
+    n_heads: int = 4
+    n_layers: int = 2
+    mlp_ratio: int = 4
+    dropout: float = 0.0
+    positions: str = "sinusoidal"
+    causal: bool = True
+    max_len: int = 1024
+
+    def setup(self) -> None:
+        if self.positions not in POSITIONS:
+            raise ValueError(f"unknown positions {self.positions!r}: choose one of {', '.join(POSITIONS)}")
+        self.in_proj = nn.Dense(self.d_model)
+        self.blocks = [
+            TransformerBlock(self.d_model, self.n_heads, self.mlp_ratio, self.dropout, self.positions == "rotary")
+            for _ in range(self.n_layers)
+        ]
+        self.norm = nn.LayerNorm()
+        self.drop = nn.Dropout(self.dropout)
+
+    def _embed(self, x: Array, positions: Array) -> Array:
+        x = self.in_proj(x)
+        return x + sinusoidal(positions, self.d_model) if self.positions == "sinusoidal" else x
+
+    def __call__(self, x: Array, lengths: Array | None = None, *, deterministic: bool = True) -> Array:
+        """``[batch, time, d_in] -> [batch, time, d_model]``."""
+        B, T, _ = x.shape
+        positions = jnp.broadcast_to(jnp.arange(T), (B, T))
+        mask = attention_mask(positions, positions, lengths, self.causal)
+        x = self.drop(self._embed(x, positions), deterministic=deterministic)
+        for block in self.blocks:
+            x = block(x, positions, mask, deterministic)
+        return self.norm(x)
+
+    def _check_streaming(self) -> None:
+        if not self.causal:
+            raise StreamingError(
+                "a non-causal (encoder) Transformer cannot stream one token at a time: every output attends to "
+                "the whole sequence; set causal=true for the decoder form with a KV cache"
+            )
+
+    def initial_state(self, batch_size: int) -> dict[str, Any]:
+        """Empty KV caches ``[batch, max_len, heads, d_h]`` per layer and the position ``pos [batch] = 0``."""
+        self._check_streaming()
+        shape = (batch_size, self.max_len, self.n_heads, self.d_model // self.n_heads)
+        caches = [(jnp.zeros(shape), jnp.zeros(shape)) for _ in range(self.n_layers)]
+        return {"caches": caches, "pos": jnp.zeros((batch_size,), jnp.int32)}
+
+    def step(self, state: dict[str, Any], x_t: Array) -> tuple[dict[str, Any], Array]:
+        """One token (dropout off): ``x_t [batch, d_in] -> y_t [batch, d_model]``."""
+        self._check_streaming()
+        pos = state["pos"]
+        h = self._embed(x_t, pos)
+        caches = []
+        for block, cache in zip(self.blocks, state["caches"]):
+            cache, h = block.step(cache, h, pos)
+            caches.append(cache)
+        return {"caches": caches, "pos": pos + 1}, self.norm(h)

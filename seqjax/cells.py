@@ -272,12 +272,14 @@ def gru(
     def recur(params: Params, h: Array, xp: Array) -> tuple[Array, Array]:
         w_h = params["w_h"].astype(dtype)
         x_rz, x_n = xp[..., : 2 * H], xp[..., 2 * H :]
-        r, z = jnp.split(jax.nn.sigmoid(x_rz + h @ w_h[:, : 2 * H]), 2, axis=-1)
         if variant == "cho":
+            r, z = jnp.split(jax.nn.sigmoid(x_rz + h @ w_h[:, : 2 * H]), 2, axis=-1)
             n = jnp.tanh(x_n + (r * h) @ w_h[:, 2 * H :])
             h = (1.0 - z) * h + z * n
-        else:
-            n = jnp.tanh(x_n + r * (h @ w_h[:, 2 * H :] + params["b_hn"].astype(dtype)))
+        else:  # all three blocks' W_h h in one matmul
+            hw = h @ w_h
+            r, z = jnp.split(jax.nn.sigmoid(x_rz + hw[..., : 2 * H]), 2, axis=-1)
+            n = jnp.tanh(x_n + r * (hw[..., 2 * H :] + params["b_hn"].astype(dtype)))
             h = (1.0 - z) * n + z * h
         return h, h
 

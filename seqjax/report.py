@@ -69,13 +69,18 @@ def _mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.4g} ± {statistics.stdev(values):.2g}"
 
 
+def _sort_key(value: Any) -> tuple:
+    """Numbers before text, each in natural order."""
+    return (0, value, "") if isinstance(value, (int, float)) else (1, 0, str(value))
+
+
 def aggregate(keys: list[str], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Group runs by their swept values; metrics as mean ± std over seeds."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
         groups[tuple(row[k] for k in keys) + (row["metric"],)].append(row)
     table = []
-    for group in groups.values():
+    for _, group in sorted(groups.items(), key=lambda item: [_sort_key(v) for v in item[0]]):
         first = group[0]
         table.append({
             **{k: first[k] for k in keys},
@@ -115,6 +120,9 @@ def plot(keys: list[str], rows: list[dict[str, Any]], path: Path) -> None:
         stds = [statistics.stdev(points[x]) if len(points[x]) > 1 else 0.0 for x in xs]
         name = ", ".join(f"{k}={v}" for k, v in zip(others, label)) or None
         ax.errorbar([str(x) for x in xs], means, yerr=stds, marker="o", capsize=3, label=name)
+    values = [r["best"] for r in rows if r["best"] is not None]
+    if min(values) > 0 and max(values) / min(values) > 100:
+        ax.set_yscale("log")
     baseline = rows[0]["baseline"]
     if baseline is not None:
         ax.axhline(baseline, color="gray", ls="--", label="memoryless baseline")

@@ -29,21 +29,27 @@ class Checkpoints:
         self.directory = (Path(run_dir) / "checkpoints").absolute()
         self.quarantine = Path(run_dir).absolute() / "corrupt_checkpoints"
         self.log = log
-        metric, mode = train_cfg.best_metric, train_cfg.best_mode
-        best_fn = lambda m: m[metric]  # noqa: E731
+        self.train_cfg = train_cfg
+        self.manager = self._open()
+
+    def _open(self) -> ocp.CheckpointManager:
+        t = self.train_cfg
+        best_fn = lambda m: m[t.best_metric]  # noqa: E731
         options = ocp.CheckpointManagerOptions(
-            preservation_policy=AnyPreservationPolicy(
-                [LatestN(n=train_cfg.keep_latest), BestN(get_metric_fn=best_fn, reverse=(mode == "min"), n=train_cfg.keep_best)]
-            ),
+            preservation_policy=AnyPreservationPolicy([
+                LatestN(n=t.keep_latest),
+                BestN(get_metric_fn=best_fn, reverse=(t.best_mode == "min"), n=t.keep_best),
+            ]),
             best_fn=best_fn,
-            best_mode=mode,
-            enable_async_checkpointing=train_cfg.async_checkpoint,
+            best_mode=t.best_mode,
+            enable_async_checkpointing=t.async_checkpoint,
             cleanup_tmp_directories=True,
         )
-        self.manager = ocp.CheckpointManager(self.directory, options=options)
+        return ocp.CheckpointManager(self.directory, item_names=("state",), options=options)
 
     def save(self, state: TrainState, metrics: dict[str, float]) -> None:
-        self.manager.save(int(state.step), args=ocp.args.StandardSave(state), metrics=metrics, force=True)
+        args = ocp.args.Composite(state=ocp.args.StandardSave(state))
+        self.manager.save(int(state.step), args=args, metrics=metrics, force=True)
 
     def wait(self) -> None:
         self.manager.wait_until_finished()
@@ -60,8 +66,8 @@ class Checkpoints:
     def restore(self, step: int, like: TrainState) -> TrainState:
         """The state saved at ``step``, placed with ``like``'s shardings; raises if unreadable or non-finite."""
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-        state = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
-        state = TrainState(*state) if not isinstance(state, TrainState) else state
+        state = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))).state
+        state = TrainState(*state)
         floats = [x for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.inexact)]
         if not all(bool(jnp.all(jnp.isfinite(x))) for x in floats):
             raise ValueError("it holds NaN/Inf values")
@@ -77,8 +83,9 @@ class Checkpoints:
                 self.quarantine.mkdir(parents=True, exist_ok=True)
                 target = self.quarantine / f"{step}"
                 shutil.rmtree(target, ignore_errors=True)
+                self.manager.close()  # a failed restore can leave the manager's caches inconsistent
                 shutil.move(str(self.directory / str(step)), target)
-                self.manager.reload()
+                self.manager = self._open()
                 earlier = [s for s in self.steps() if s < step]
                 fallback = f"falling back to step {earlier[-1]}" if earlier else "no earlier checkpoint: starting fresh"
                 self.log(f"warning: checkpoint at step {step} is unreadable ({type(e).__name__}: {reason}); "

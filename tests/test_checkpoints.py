@@ -1,0 +1,105 @@
+"""Checkpoints: a damaged or half-written latest checkpoint is detected, reported and skipped; the run
+falls back to the previous good one and ends exactly where an undamaged run ends."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from seqjax.config import load_config
+from seqjax.train.checkpoints import Checkpoints
+from seqjax.train.loop import Trainer
+from seqjax.train.writers import read_rows
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "configs/experiments/smoke_adding.yaml"
+
+
+def _trainer(run_dir: Path) -> Trainer:
+    return Trainer(load_config(SMOKE, [f"run_dir={run_dir}"]))
+
+
+def _params(trainer: Trainer, step: int):
+    ckpt = trainer.checkpoints()
+    state = ckpt.restore(step, trainer.init_state())
+    ckpt.close()
+    return jax.device_get(state.params)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> tuple[Path, list]:
+    """An undamaged 40-step run (checkpoints kept: 30, 40 and the best) and its final parameters."""
+    run_dir = tmp_path_factory.mktemp("finished")
+    trainer = _trainer(run_dir)
+    trainer.run()
+    return run_dir, jax.tree.leaves(_params(trainer, 40))
+
+
+def _data_files(step_dir: Path) -> list[Path]:
+    return [p for p in (step_dir / "state").rglob("*") if p.is_file() and p.parent.name == "d"]
+
+
+def _garbage(step_dir: Path) -> None:
+    for f in _data_files(step_dir):
+        f.write_bytes(b"\x00garbage" * 7)
+
+
+def _truncated(step_dir: Path) -> None:
+    for f in _data_files(step_dir):
+        f.write_bytes(f.read_bytes()[:5])
+
+
+def _missing_item(step_dir: Path) -> None:
+    shutil.rmtree(step_dir / "state")
+
+
+def _nan_params(step_dir: Path) -> None:
+    run_dir = step_dir.parent.parent
+    trainer = _trainer(run_dir)
+    state = trainer.init_state()
+    state = state._replace(step=jnp.asarray(int(step_dir.name), jnp.int32),
+                           params=jax.tree.map(lambda x: jnp.full_like(x, jnp.nan), state.params))
+    shutil.rmtree(step_dir)
+    ckpt = Checkpoints(run_dir, trainer.cfg.train)
+    ckpt.save(state, {"loss": 1.0})
+    ckpt.wait()
+    ckpt.close()
+
+
+@pytest.mark.parametrize("damage", [_garbage, _truncated, _missing_item, _nan_params])
+def test_damaged_latest_falls_back_to_the_previous_checkpoint(finished, tmp_path, capsys, damage):
+    finished_dir, finished_params = finished
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_dir, run_dir)
+    damage(run_dir / "checkpoints" / "40")
+    capsys.readouterr()
+
+    trainer = _trainer(run_dir)
+    summary = trainer.run()
+
+    err = capsys.readouterr().err
+    assert "warning: checkpoint at step 40 is unreadable" in err and "falling back to step 30" in err, err
+    assert f"resuming {run_dir} from step 30" in err
+    assert summary["resumed_from"] == 30 and (run_dir / "corrupt_checkpoints" / "40").is_dir()
+    assert read_rows(run_dir) == read_rows(finished_dir)  # retrained 31..40 exactly as before
+    for a, b in zip(jax.tree.leaves(_params(trainer, 40)), finished_params, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_half_written_temporary_checkpoint_is_ignored(finished, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished[0], run_dir)
+    partial = run_dir / "checkpoints" / "50.orbax-checkpoint-tmp-1700000000000000"
+    shutil.copytree(run_dir / "checkpoints" / "40", partial)
+    _truncated(partial)
+    trainer = Trainer(load_config(SMOKE, [f"run_dir={run_dir}", "train.steps=50"]))
+    ckpt = trainer.checkpoints()
+    state = ckpt.restore_latest(trainer.init_state())
+    ckpt.close()
+    assert int(state.step) == 40 and not partial.exists()
+    assert "unreadable" not in capsys.readouterr().err

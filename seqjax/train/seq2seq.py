@@ -22,9 +22,9 @@ import jax.numpy as jnp
 from seqjax.config import options_of, with_name
 from seqjax.errors import UserError
 from seqjax.models.seq2seq import Seq2Seq, Seq2SeqOptions, generate, masked_loss
-from seqjax.tasks import fixed_split, get_task, train_batch
+from seqjax.tasks import get_task
 from seqjax.tasks.seq2seq import Seq2SeqTask, bleu_in_jit, decoded_metrics
-from seqjax.train.workload import Workload, WorkloadSpec, register_workload
+from seqjax.train.workload import Workload, WorkloadSpec, register_workload, task_data
 
 MODEL_EXTRA = (  # decoding settings used at evaluation
     ("beam_width", int, dataclasses.field(default=1)),
@@ -59,7 +59,6 @@ def build(cfg: Any) -> Workload:
     task = _task(cfg)
     model = Seq2Seq(options_of(cfg.model, Seq2SeqOptions), task.src_vocab, task.tgt_vocab)
     beam_width, alpha = int(cfg.model.beam_width), float(cfg.model.length_penalty)
-    data_seed, batch_size = cfg.data_seed, cfg.train.batch_size
 
     def init(key: jax.Array) -> Any:
         ex = task.sample(jax.random.key(0), 1)
@@ -80,13 +79,7 @@ def build(cfg: Any) -> Workload:
                 metrics["bleu"] = bleu_in_jit(out.tokens, tgt)
         return value, metrics
 
-    return Workload(
-        init=init,
-        loss=loss,
-        sample_train=lambda step: train_batch(task, data_seed, step, batch_size),
-        eval_set=lambda split, n: fixed_split(task, data_seed, split, n),
-        baseline=dict(task.baseline),
-    )
+    return Workload(init=init, loss=loss, **task_data(task, cfg))
 
 
 register_workload("seq2seq", WorkloadSpec(model_schema=model_schema, build=build, validate=validate))

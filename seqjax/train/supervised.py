@@ -14,10 +14,11 @@ import jax
 from seqjax.config import options_of, with_name
 from seqjax.models.build import build_model, check_causal
 from seqjax.models.registry import get_backbone
+from seqjax.optim_groups import SSM_BACKBONES, ssm_param_labels
 from seqjax.models.tcn import check_receptive_field
 from seqjax.optim_groups import SSM_BACKBONES, ssm_param_labels
-from seqjax.tasks import Task, fixed_split, get_task, train_batch
-from seqjax.train.workload import Workload, WorkloadSpec, register_workload
+from seqjax.tasks import Task, get_task
+from seqjax.train.workload import Workload, WorkloadSpec, register_workload, task_data
 
 MODEL_EXTRA = (("embed_dim", int, dataclasses.field(default=32)),)  # token-input embedding width
 
@@ -44,7 +45,6 @@ def validate(cfg: Any) -> None:
 def build(cfg: Any) -> Workload:
     task, backbone_opts = _task_and_options(cfg)
     model = build_model(cfg.model.name, backbone_opts, task, embed_dim=cfg.model.embed_dim)
-    data_seed, batch_size = cfg.data_seed, cfg.train.batch_size
 
     def init(key: jax.Array) -> Any:
         example = task.sample(jax.random.key(0), 1)
@@ -61,10 +61,8 @@ def build(cfg: Any) -> Workload:
     return Workload(
         init=init,
         loss=loss,
-        sample_train=lambda step: train_batch(task, data_seed, step, batch_size),
-        eval_set=lambda split, n: fixed_split(task, data_seed, split, n),
-        baseline=dict(task.baseline),
         param_labels=ssm_param_labels if cfg.model.name in SSM_BACKBONES else None,
+        **task_data(task, cfg),
     )
 
 

@@ -50,6 +50,22 @@ class Workload:
     param_labels: Callable[[Params], Any] | None = None
 
 
+def task_data(task: Any, cfg: Any) -> dict[str, Any]:
+    """The data fields of a workload on a synthetic ``task``: ``sample_train``, ``eval_set``, ``baseline``.
+
+    Batches come from :func:`seqjax.tasks.train_batch` / :func:`seqjax.tasks.fixed_split` under
+    ``cfg.data_seed`` with ``cfg.train.batch_size``; pass them on as ``Workload(..., **task_data(task, cfg))``.
+    """
+    from seqjax.tasks import fixed_split, train_batch
+
+    seed, batch_size = cfg.data_seed, cfg.train.batch_size
+    return dict(
+        sample_train=lambda step: train_batch(task, seed, step, batch_size),
+        eval_set=lambda split, n: fixed_split(task, seed, split, n),
+        baseline=dict(task.baseline),
+    )
+
+
 class WorkloadSpec(NamedTuple):
     model_schema: Callable[[str], type]
     build: Callable[[Any], Workload]

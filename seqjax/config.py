@@ -127,6 +127,11 @@ def options_of(section: Any, options: type) -> Any:
 def load_config(path: str | Path, overrides: list[str] = ()) -> DictConfig:
     """Compose, override and validate an experiment (a YAML file, or a run directory) -> typed config."""
     path = Path(path)
+    swaps = {o.split("=", 1)[0]: o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] in PART_DIRS}
+    overrides = [o for o in overrides if o.split("=", 1)[0] not in PART_DIRS]
+    if path.is_dir() and swaps:
+        raise UserError(f"command line: {next(iter(swaps))}=... swaps a config part; a run directory is resumed "
+                        "unchanged: start a new run from an experiment file instead")
     if path.is_dir():
         if not (path / RUN_CONFIG).exists():
             raise UserError(f"{path} is a directory without {RUN_CONFIG}: give an experiment file "
@@ -134,7 +139,7 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> DictConfig:
         layers = [(str(path / RUN_CONFIG), _read(path / RUN_CONFIG))]
         base = {"run_dir": str(path)}
     else:
-        layers = _expand_defaults(path)
+        layers = _expand_defaults(path, swaps)
         base = {"name": path.stem}
     layers = [("defaults", OmegaConf.create(base)), *layers]
     if overrides:
@@ -142,8 +147,9 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> DictConfig:
     workload = _workload(layers)
     schema = OmegaConf.structured(ExperimentConfig(
         model=_named(layers, "model", workload.model_schema)(), task=_task_schema(layers)()))
+    names = {section: _last_set(layers, section, "name") for section in ("model", "task")}
     for source, layer in layers:
-        _check_keys(layer, schema, source, "")
+        _check_keys(layer, schema, source, "", names)
         try:
             schema = OmegaConf.merge(schema, layer)
         except OmegaConfBaseException as e:
@@ -173,11 +179,13 @@ def _read(path: Path) -> DictConfig:
     return cfg
 
 
-def _expand_defaults(path: Path) -> list[tuple[str, DictConfig]]:
+def _expand_defaults(path: Path, swaps: dict[str, str]) -> list[tuple[str, DictConfig]]:
+    """Part layers then the experiment; ``swaps`` (``model=gru`` on the command line) replace parts."""
     exp = _read(path)
     defaults = exp.pop("defaults", None) or {}
     if not isinstance(defaults, (DictConfig, dict)):
         raise UserError(f"{path}: 'defaults' must map a part to a file name, e.g. 'defaults: {{model: lstm}}'")
+    defaults = {**defaults, **swaps}
     layers = []
     for part, name in defaults.items():
         if part not in PART_DIRS:
@@ -248,7 +256,7 @@ def _task_schema(layers) -> type:
     return _named(layers, "task", lambda name: with_name(get_task(name).options, name))
 
 
-def _check_keys(layer: Any, schema: Any, source: str, prefix: str) -> None:
+def _check_keys(layer: Any, schema: Any, source: str, prefix: str, names: dict) -> None:
     """Unknown keys (recursively), with the closest allowed key."""
     if not isinstance(layer, DictConfig) or not isinstance(schema, DictConfig):
         return
@@ -258,11 +266,17 @@ def _check_keys(layer: Any, schema: Any, source: str, prefix: str) -> None:
     for key in layer.keys():
         if key not in allowed:
             where = prefix.rstrip(".") or "the top level"
-            raise UserError(f"{source}: unknown key '{prefix}{key}'{_did_you_mean(str(key), allowed)}; "
+            hint = ""
+            if prefix in ("model.", "task."):
+                name, name_source = names[prefix[:-1]]
+                hint = "" if name_source == source else (
+                    f" for {prefix[:-1]} {name!r} (named in {name_source}; to switch family, swap the part file"
+                    f" with {prefix[:-1]}={name} and drop keys of the old one)")
+            raise UserError(f"{source}: unknown key '{prefix}{key}'{_did_you_mean(str(key), allowed)}{hint}; "
                             f"allowed keys in {where}: {', '.join(sorted(map(str, allowed)))}")
         child = layer._get_node(key)
         if isinstance(child, DictConfig) and not isinstance(child, ListConfig):
-            _check_keys(child, schema._get_node(key), source, f"{prefix}{key}.")
+            _check_keys(child, schema._get_node(key), source, f"{prefix}{key}.", names)
 
 
 def _did_you_mean(key: str, allowed) -> str:

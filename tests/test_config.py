@@ -110,3 +110,14 @@ def test_missing_file_and_bad_yaml(tmp_path):
         load_config(bad)
     with pytest.raises(UserError, match="without config.yaml"):
         load_config(tmp_path)
+
+
+def test_swapping_a_part_from_the_command_line():
+    gru_part = _yaml(ROOT / "configs/models/gru.yaml")
+    cfg = load_config(QUICKSTART, ["model=gru", "optim=sgd"])
+    assert cfg.model.name == "gru" and cfg.model.variant == gru_part["variant"]
+    assert cfg.model.hidden_size == _yaml(QUICKSTART)["model"]["hidden_size"]  # the experiment still overrides
+    assert cfg.optim.name == "sgd" and cfg.optim.lr == _yaml(QUICKSTART)["optim"]["lr"]
+    with pytest.raises(UserError, match=r"lstm.yaml: unknown key 'model.forget_bias' for model 'gru' "
+                                        r"\(named in command line; .*model=gru"):
+        load_config(QUICKSTART, ["model.name=gru"])

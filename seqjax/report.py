@@ -16,7 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import ListConfig, OmegaConf
 
 from seqjax.errors import UserError
 
@@ -28,8 +28,14 @@ def _runs(root: Path) -> list[Path]:
 
 
 def _swept_keys(root: Path) -> list[str]:
+    """The grid's keys, led by ``name`` when the sweep ran several experiments."""
     record = root / SWEEP_RECORD
-    return list(OmegaConf.load(record).get("grid", {}).keys()) if record.exists() else []
+    if not record.exists():
+        return []
+    sweep = OmegaConf.load(record)
+    experiments = sweep.get("experiment")
+    several = isinstance(experiments, ListConfig) and len(experiments) > 1
+    return (["name"] if several else []) + list(sweep.get("grid", {}).keys())
 
 
 def collect(root: str | Path) -> tuple[list[str], list[dict[str, Any]]]:

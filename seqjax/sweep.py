@@ -2,13 +2,16 @@
 
 A sweep file (``configs/sweeps/*.yaml``)::
 
-    experiment: ../experiments/adding_lstm.yaml   # relative to this file
+    experiment: ../experiments/adding_lstm.yaml   # relative to this file; a list sweeps over experiments
     overrides: [train.steps=400]                  # applied to every trial
     grid:                                         # the Cartesian product of these values
       model.hidden_size: [32, 64]
       optim.lr: [1.0e-3, 3.0e-3]
     seeds: [0, 1]                                 # each grid point once per seed (sets `seed`)
     out: runs/sweeps/adding_lr                    # default runs/sweeps/<file stem>
+
+A list of experiments (e.g. one per model family, whose options differ) is one more grid dimension;
+each trial keeps its experiment's ``name``, which ``seqjax report`` shows as a column.
 
 Every trial's config is composed and validated before the first one starts.  Each trial is one
 ``seqjax train`` process with its own run directory (``<out>/<trial>``), so a crash in one trial loses
@@ -38,7 +41,7 @@ SUMMARY = "summary.json"
 
 @dataclasses.dataclass
 class SweepConfig:
-    experiment: str = "???"
+    experiment: Any = "???"  # a path, or a list of paths
     overrides: list[str] = dataclasses.field(default_factory=list)
     grid: dict[str, list[Any]] = dataclasses.field(default_factory=dict)
     seeds: list[int] = dataclasses.field(default_factory=lambda: [0])
@@ -48,12 +51,13 @@ class SweepConfig:
 @dataclasses.dataclass(frozen=True)
 class Trial:
     name: str
+    experiment: Path
     overrides: tuple[str, ...]
     run_dir: Path
 
 
-def load_sweep(path: str | Path) -> tuple[SweepConfig, Path]:
-    """Read and type-check a sweep file; returns the spec and the experiment file's path."""
+def load_sweep(path: str | Path) -> tuple[SweepConfig, list[Path]]:
+    """Read and type-check a sweep file; returns the spec and the experiment files' paths."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"sweep file {str(path)!r} not found: check the path")
@@ -69,31 +73,36 @@ def load_sweep(path: str | Path) -> tuple[SweepConfig, Path]:
         if not values:
             raise UserError(f"{path}: grid.{key} has no values: give a non-empty list")
     spec.out = spec.out or str(Path("runs") / "sweeps" / path.stem)
-    return spec, (path.parent / spec.experiment)
+    experiments = spec.experiment if isinstance(spec.experiment, list) else [spec.experiment]
+    if not experiments or spec.experiment == "???":
+        raise UserError(f"{path}: experiment is not set: name an experiment file (or a list of them)")
+    return spec, [path.parent / e for e in experiments]
 
 
 def _value_text(value: Any) -> str:
     return str(value).replace("/", "_").replace(" ", "")
 
 
-def expand(spec: SweepConfig) -> list[Trial]:
-    """The Cartesian product of ``grid`` times ``seeds``, in a stable order."""
+def expand(spec: SweepConfig, experiments: list[Path]) -> list[Trial]:
+    """The Cartesian product of experiments, ``grid`` and ``seeds``, in a stable order."""
     keys = list(spec.grid)
     trials = []
-    for values in itertools.product(*(spec.grid[k] for k in keys)):
-        point = [f"{k}={v}" for k, v in zip(keys, values)]
-        label = ",".join(f"{k.split('.')[-1]}={_value_text(v)}" for k, v in zip(keys, values)) or "base"
-        for seed in spec.seeds:
-            name = f"{label},seed={seed}"
-            run_dir = Path(spec.out) / name
-            overrides = (*spec.overrides, *point, f"seed={seed}", f"name={name}", f"run_dir={run_dir}")
-            trials.append(Trial(name, overrides, run_dir))
+    for experiment in experiments:
+        prefix = [experiment.stem] if len(experiments) > 1 else []
+        for values in itertools.product(*(spec.grid[k] for k in keys)):
+            point = [f"{k}={v}" for k, v in zip(keys, values)]
+            label = [f"{k.split('.')[-1]}={_value_text(v)}" for k, v in zip(keys, values)]
+            for seed in spec.seeds:
+                name = ",".join([*prefix, *label, f"seed={seed}"])
+                run_dir = Path(spec.out) / name
+                overrides = (*spec.overrides, *point, f"seed={seed}", f"run_dir={run_dir}")
+                trials.append(Trial(name, experiment, overrides, run_dir))
     return trials
 
 
-def _run_trial(experiment: Path, trial: Trial, quiet: bool) -> int:
+def _run_trial(trial: Trial, quiet: bool) -> int:
     trial.run_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "seqjax.cli", "train", str(experiment), *trial.overrides,
+    cmd = [sys.executable, "-m", "seqjax.cli", "train", str(trial.experiment), *trial.overrides,
            "train.progress=false"]
     with open(trial.run_dir / "train.log", "a") as log:
         rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
@@ -105,16 +114,16 @@ def _run_trial(experiment: Path, trial: Trial, quiet: bool) -> int:
 
 def run_sweep(path: str | Path, *, jobs: int = 1, dry_run: bool = False, quiet: bool = False) -> list[Trial]:
     """Validate every trial, then run those without a summary; returns the failed trials."""
-    spec, experiment = load_sweep(path)
-    trials = expand(spec)
+    spec, experiments = load_sweep(path)
+    trials = expand(spec, experiments)
     for trial in trials:  # validate everything before any work starts
         try:
-            load_config(experiment, list(trial.overrides))
+            load_config(trial.experiment, list(trial.overrides))
         except UserError as e:
             raise UserError(f"{path}: trial {trial.name}: {e}") from None
     out = Path(spec.out)
     out.mkdir(parents=True, exist_ok=True)
-    record = dataclasses.replace(spec, experiment=str(experiment.resolve()))
+    record = dataclasses.replace(spec, experiment=[str(e.resolve()) for e in experiments])
     (out / SWEEP_RECORD).write_text(OmegaConf.to_yaml(OmegaConf.structured(record)))
     pending = [t for t in trials if not (t.run_dir / SUMMARY).exists()]
     if not quiet:
@@ -122,8 +131,8 @@ def run_sweep(path: str | Path, *, jobs: int = 1, dry_run: bool = False, quiet: 
               f"out {spec.out}", flush=True)
     if dry_run:
         for t in trials:
-            print("seqjax train", experiment, " ".join(t.overrides))
+            print("seqjax train", t.experiment, " ".join(t.overrides))
         return []
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        codes = list(pool.map(lambda t: _run_trial(experiment, t, quiet), pending))
+        codes = list(pool.map(lambda t: _run_trial(t, quiet), pending))
     return [t for t, rc in zip(pending, codes) if rc != 0]

@@ -24,14 +24,24 @@ def _sweep_file(tmp_path, **fields):
 
 
 def test_grid_times_seeds(tmp_path):
-    spec, _ = load_sweep(_sweep_file(tmp_path, grid={"optim.lr": [0.1, 0.2, 0.3], "model.hidden_size": [4, 8]},
-                                     seeds=[0, 1], overrides=["train.steps=5"]))
-    trials = expand(spec)
+    spec, experiments = load_sweep(_sweep_file(tmp_path, grid={"optim.lr": [0.1, 0.2, 0.3], "model.hidden_size": [4, 8]},
+                                               seeds=[0, 1], overrides=["train.steps=5"]))
+    trials = expand(spec, experiments)
     assert len(trials) == 3 * 2 * 2 and len({t.run_dir for t in trials}) == 12
     combos = {(o[1], o[2], o[3]) for o in (t.overrides for t in trials)}
     assert combos == {(f"optim.lr={lr}", f"model.hidden_size={h}", f"seed={s}")
                       for lr in (0.1, 0.2, 0.3) for h in (4, 8) for s in (0, 1)}
     assert all(t.overrides[0] == "train.steps=5" for t in trials)
+
+
+def test_a_list_of_experiments_is_one_more_dimension(tmp_path):
+    other = EXPERIMENT.parent / "copy_transformer.yaml"
+    spec, experiments = load_sweep(_sweep_file(tmp_path, experiment=[str(EXPERIMENT), str(other)],
+                                               grid={"optim.lr": [0.1, 0.2]}))
+    trials = expand(spec, experiments)
+    assert [(t.experiment.stem, t.overrides[0]) for t in trials] == [
+        (e.stem, f"optim.lr={lr}") for e in (EXPERIMENT, other) for lr in (0.1, 0.2)]
+    assert len({t.run_dir for t in trials}) == 4
 
 
 def test_bad_sweeps_fail_before_any_work(tmp_path):

@@ -121,3 +121,19 @@ def test_registry_and_options():
         spec.options(d_model=10, n_heads=4)
     with pytest.raises(UserError, match="choose one of sinusoidal, rotary"):
         spec.options(positions="learned")
+
+
+def test_usable_from_config_and_bidirectional_lm_rejected(capsys):
+    """``model.name=transformer`` trains through the supervised workload; the encoder form on a per-step task is refused."""
+    from seqjax.cli import main
+    from seqjax.config import load_config
+    from seqjax.train.workload import build_workload
+
+    cfg = load_config("configs/experiments/copy_transformer.yaml", ["task.seq_len=5", "model.d_model=16"])
+    w = build_workload(cfg)
+    params = w.init(jax.random.key(0))
+    loss, metrics = w.loss(params, w.sample_train(0), jax.random.key(1), True)
+    assert np.isfinite(float(loss)) and "accuracy" in metrics
+    assert main(["train", "configs/experiments/copy_transformer.yaml", "model.causal=false"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not causal" in err

@@ -17,6 +17,10 @@ def _xs(seed=0, shape=(B, T, I)):
     return jnp.asarray(np.random.default_rng(seed).normal(size=shape), jnp.float32)
 
 
+two_kinds = pytest.mark.parametrize("kind", ["lstm", "gru_cho"])  # layers are cell-agnostic: tuple and array carry
+
+
+@two_kinds
 def test_learned_init_params_exist_and_set_the_initial_carry(kind, make_kind_cell, randomize):
     cell = make_kind_cell(kind, 4)
     layer = Recurrent(cell, learned_init=True)
@@ -38,6 +42,7 @@ def test_learned_init_params_exist_and_set_the_initial_carry(kind, make_kind_cel
     assert all(np.any(g != 0) for g in jax.tree.leaves(grads["initial_carry"]))
 
 
+@two_kinds
 def test_stacked_step_equals_parallel(kind, make_kind_cell, randomize):
     """Token by token from a (random) learned initial state, through two layers of different widths."""
     model = StackedRNN(cells=(make_kind_cell(kind, 4), make_kind_cell(kind, 3)), learned_init=True)
@@ -92,7 +97,7 @@ def test_count_params_closed_form_and_order(hidden, inputs):
     H, I_ = hidden, inputs
 
     def count(cell):
-        return count_params(StackedRNN(cells=(cell,)).init(jax.random.key(0), jnp.ones((1, 2, I_))))
+        return count_params(jax.eval_shape(StackedRNN(cells=(cell,)).init, jax.random.key(0), jnp.ones((1, 2, I_))))
 
     counts = {"rnn": count(seqjax.rnn(H)), "gru": count(seqjax.gru(H)), "lstm": count(seqjax.lstm(H))}
     assert counts == {"rnn": H * (I_ + H + 1), "gru": 3 * H * (I_ + H + 1) + H, "lstm": 4 * H * (I_ + H + 1)}

@@ -74,8 +74,8 @@ LAYERS = {
 @pytest.mark.parametrize("kind", ["lstm", "gru_cho"])
 def test_layers_padded_equal_alone(layer, kind, make_kind_cell, randomize):
     module = LAYERS[layer](lambda hidden: make_kind_cell(kind, hidden))
-    lengths = np.array([5, 0, 2, 4])
-    xs = jnp.asarray(np.random.default_rng(0).normal(size=(4, 5, 3)), jnp.float32)
+    lengths = np.array([5, 0, 2])
+    xs = jnp.asarray(np.random.default_rng(0).normal(size=(3, 5, 3)), jnp.float32)
     variables = {"params": randomize(module.init(jax.random.key(0), xs)["params"], seed=1)}
 
     def apply(x, lens=None):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from seqjax import scan
+from conftest import CELL_KINDS
+from seqjax import make_cell, scan
 
 B, T, I, H = 2, 4, 3, 3
 LENGTHS = np.array([T, 2])
@@ -30,19 +31,19 @@ def _loss(cell, lengths, **options):
     return loss
 
 
-@pytest.mark.parametrize("options", [dict(), dict(reverse=True, remat=True)], ids=["fwd", "reverse-remat"])
-def test_gradients_pass_check_grads(kind, options, make_kind_cell, randomize):
+def test_gradients_pass_check_grads(kind, make_kind_cell, randomize):
+    """With lengths, reversed and rematerialised: the hardest path (the others' gradients are compared below)."""
     with jax.enable_x64(True):
         cell, params, xs = _setup(make_kind_cell, randomize, kind, jnp.float64)
-        loss = _loss(cell, jnp.asarray(LENGTHS), **options)
+        loss = _loss(cell, jnp.asarray(LENGTHS), reverse=True, remat=True)
         check_grads(loss, (params, xs), order=1, modes=["rev"])
         # Padded inputs cannot influence anything.
         g_xs = jax.grad(loss, argnums=1)(params, xs)
         np.testing.assert_array_equal(g_xs[1, LENGTHS[1]:], 0.0)
 
 
-@pytest.mark.parametrize("kind", ["lstm", "gru_cho"])  # the option is cell-agnostic: a tuple and an array carry
-@pytest.mark.parametrize("reverse", [False, True])
+# The options are cell-agnostic: one cell with a tuple carry, one with an array carry.
+@pytest.mark.parametrize(("kind", "reverse"), [("lstm", True), ("gru_cho", False)])
 def test_remat_and_unroll_match_default(kind, reverse, make_kind_cell, randomize):
     cell, params, xs = _setup(make_kind_cell, randomize, kind)
     lengths = jnp.asarray(LENGTHS)
@@ -70,7 +71,7 @@ def test_return_carries_last_valid_equals_final(kind, reverse, make_kind_cell, r
     np.testing.assert_array_equal(ys, scan.run(cell, params, xs, lengths=jnp.asarray(lengths), reverse=reverse)[1])
 
 
-@pytest.mark.parametrize("param_dtype", [jnp.bfloat16, jnp.float32])
+@pytest.mark.parametrize(("kind", "param_dtype"), [(k, jnp.bfloat16) for k in CELL_KINDS] + [("lstm", jnp.float32)])
 def test_bfloat16_runs_close_to_float32(kind, param_dtype, make_kind_cell, randomize):
     cell32, params, xs = _setup(make_kind_cell, randomize, kind)
     cell16 = make_kind_cell(kind, H, dtype=jnp.bfloat16, param_dtype=param_dtype)
@@ -84,11 +85,15 @@ def test_bfloat16_runs_close_to_float32(kind, param_dtype, make_kind_cell, rando
     np.testing.assert_allclose(np.asarray(ys, np.float32), want, atol=0.1)
 
 
+cell_name = pytest.mark.parametrize("name", ["rnn", "lstm", "gru"])
+
+
+@cell_name
 @pytest.mark.parametrize("recurrent", ["orthogonal", "normal", "identity"])
 @pytest.mark.parametrize("param_dtype", [jnp.float32, jnp.bfloat16])
-def test_spectral_norm_sets_each_block(kind, recurrent, param_dtype, make_kind_cell):
+def test_spectral_norm_sets_each_block(name, recurrent, param_dtype):
     target = 0.7
-    cell = make_kind_cell(kind, 6, recurrent=recurrent, spectral_norm=target, param_dtype=param_dtype)
+    cell = make_cell(name, 6, recurrent=recurrent, spectral_norm=target, param_dtype=param_dtype)
     w_h = np.asarray(cell.init(jax.random.key(0), I)["w_h"], np.float64)
     blocks = np.split(w_h, w_h.shape[1] // 6, axis=1)
     tol = 1e-5 if param_dtype == jnp.float32 else 2e-2
@@ -96,8 +101,9 @@ def test_spectral_norm_sets_each_block(kind, recurrent, param_dtype, make_kind_c
         np.testing.assert_allclose(np.linalg.svd(block, compute_uv=False)[0], target, rtol=tol)
 
 
+@cell_name
 @pytest.mark.parametrize("recurrent", ["orthogonal", "identity"])
-def test_recurrent_init_blocks_are_orthogonal(kind, recurrent, make_kind_cell):
-    w_h = np.asarray(make_kind_cell(kind, 6, recurrent=recurrent).init(jax.random.key(0), I)["w_h"], np.float64)
+def test_recurrent_init_blocks_are_orthogonal(name, recurrent):
+    w_h = np.asarray(make_cell(name, 6, recurrent=recurrent).init(jax.random.key(0), I)["w_h"], np.float64)
     for block in np.split(w_h, w_h.shape[1] // 6, axis=1):
         np.testing.assert_allclose(block.T @ block, np.eye(6), atol=1e-5)

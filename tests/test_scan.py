@@ -107,3 +107,14 @@ def test_recurrent_init_blocks_are_orthogonal(name, recurrent):
     w_h = np.asarray(make_cell(name, 6, recurrent=recurrent).init(jax.random.key(0), I)["w_h"], np.float64)
     for block in np.split(w_h, w_h.shape[1] // 6, axis=1):
         np.testing.assert_allclose(block.T @ block, np.eye(6), atol=1e-5)
+
+
+def test_hoisted_input_projection_matches_in_loop_step(kind, make_kind_cell, randomize, monkeypatch):
+    """Accelerators project all inputs before the scan, CPU runs ``step`` inside it: both forms agree."""
+    cell, params, xs = _setup(make_kind_cell, randomize, kind)
+    lengths = jnp.asarray(LENGTHS)
+    results = {}
+    for hoist in (False, True):
+        monkeypatch.setattr(scan, "hoist_input_projection", lambda hoist=hoist: hoist)
+        results[hoist] = scan.run(cell, params, xs, lengths=lengths, reverse=True, return_carries=True)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6), results[True], results[False])

@@ -136,12 +136,10 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> DictConfig:
         if not (path / RUN_CONFIG).exists():
             raise UserError(f"{path} is a directory without {RUN_CONFIG}: give an experiment file "
                             "(configs/experiments/*.yaml) or a run directory")
-        layers = [(str(path / RUN_CONFIG), _read(path / RUN_CONFIG))]
-        base = {"run_dir": str(path)}
+        layers = [(str(path / RUN_CONFIG), _read(path / RUN_CONFIG)),
+                  ("run directory", OmegaConf.create({"run_dir": str(path)}))]  # wherever it now lives
     else:
-        layers = _expand_defaults(path, swaps)
-        base = {"name": path.stem}
-    layers = [("defaults", OmegaConf.create(base)), *layers]
+        layers = [("defaults", OmegaConf.create({"name": path.stem})), *_expand_defaults(path, swaps)]
     if overrides:
         layers.append(("command line", _parse_overrides(overrides)))
     workload = _workload(layers)

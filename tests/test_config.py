@@ -47,6 +47,9 @@ def test_resolved_config_round_trips_through_a_run_directory(tmp_path):
     (tmp_path / "config.yaml").write_text(to_yaml(cfg))
     again = load_config(tmp_path)
     assert OmegaConf.to_container(again) == OmegaConf.to_container(cfg)
+    moved = tmp_path.parent / f"{tmp_path.name}_moved"
+    tmp_path.rename(moved)
+    assert load_config(moved).run_dir == str(moved)  # a moved run directory still resumes in place
 
 
 def test_switching_model_family_validates_against_the_new_schema():

@@ -115,6 +115,10 @@ class Trainer:
         else:
             log(f"resuming {run_dir} from step {int(state.step)}")
         start = int(state.step)
+        if start >= t.steps and (run_dir / "summary.json").exists():
+            ckpt.close()
+            log(f"{run_dir} is already trained to step {start} (train.steps={t.steps}): nothing to do")
+            return json.loads((run_dir / "summary.json").read_text())
         writer = MetricsWriter(run_dir, start) if distributed.is_main_process() else None
         step_fn = jax.jit(
             make_train_step(self.workload, self.tx, self.dropout_key, distributed.constrain_batch(self.mesh)),

@@ -9,7 +9,7 @@ import pytest
 from seqjax.cli import main
 from seqjax.errors import UserError
 from seqjax.models.seq2seq import (
-    BOS, EncoderContext, Seq2Seq, Seq2SeqOptions, decoder_of, decoder_step, masked_loss,
+    BOS, Seq2Seq, Seq2SeqOptions, decoder_of, decoder_step, generate, masked_loss,
     sequence_log_likelihood,
 )
 from seqjax.tasks import make_task
@@ -151,3 +151,27 @@ def test_decoded_metrics_and_bleu():
     assert float(m["token_accuracy"]) == pytest.approx(12 / 13)
     assert bleu(np.asarray(TGT), np.asarray(TGT)) == pytest.approx(100.0)
     assert 0.0 < bleu(np.asarray(pred), np.asarray(TGT)) < 100.0
+
+
+def test_workload_from_config_reports_decoded_metrics():
+    """``workload: seq2seq`` from a config: training loss, and beam-decoded exact match / token accuracy / BLEU."""
+    from seqjax.config import load_config
+    from seqjax.train.workload import build_workload
+
+    small = ["model.embed_size=8", "model.encoder_hidden_size=8", "model.decoder_hidden_size=8",
+             "model.attention_size=8", "model.beam_width=2", "model.length_penalty=0.6", "task.max_clauses=1",
+             "task.max_adjectives=1"]
+    cfg = load_config("configs/experiments/seq2seq_translate_attention.yaml", small)
+    w = build_workload(cfg)
+    params = w.init(jax.random.key(0))
+    loss, _ = w.loss(params, w.sample_train(0), jax.random.key(1), True)
+    batch = w.eval_set("val", 8)
+    _, metrics = jax.jit(lambda p, b: w.loss(p, b, jax.random.key(0), False))(params, batch)
+    assert np.isfinite(float(loss)) and set(metrics) >= {"loss", "exact_match", "token_accuracy", "bleu"}
+    task = make_task("translate", TranslateOptions(max_clauses=1, max_adjectives=1))
+    opts = Seq2SeqOptions(**{k: cfg.model[k] for k in Seq2SeqOptions.__dataclass_fields__})
+    out = generate(Seq2Seq(opts, task.src_vocab, task.tgt_vocab), {"params": params}, batch["src"], batch["src_len"],
+                   max_len=task.max_tgt_len, beam_width=2, alpha=0.6)
+    assert float(metrics["bleu"]) == pytest.approx(bleu(np.asarray(out.tokens), np.asarray(batch["tgt"])), abs=1e-3)
+    assert float(metrics["exact_match"]) == pytest.approx(float(decoded_metrics(out.tokens, batch["tgt"],
+                                                                                batch["tgt_len"])["exact_match"]))

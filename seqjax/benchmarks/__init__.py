@@ -1,1 +1,9 @@
-"""Benchmark helpers (measurement only; scripts live in experiments/benchmarks/)."""
+"""Benchmarks: seqjax against Flax linen, PyTorch and the GEMM limit (``seqjax bench``).
+
+* :mod:`~seqjax.benchmarks.timing` — interleaved, repeated timing; medians.
+* :mod:`~seqjax.benchmarks.workloads` — the timed programs (train step, forward) for every framework.
+* :mod:`~seqjax.benchmarks.peers` — Flax linen and PyTorch (lazy, optional) peers.
+* :mod:`~seqjax.benchmarks.gemm` — recurrent-matmul throughput against a GEMM chain of the same shape.
+* :mod:`~seqjax.benchmarks.suite` — the shapes, the rows of the table, and its printing.
+* :mod:`~seqjax.benchmarks.memory` — peak memory from XLA's compiled memory analysis.
+"""

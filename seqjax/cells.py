@@ -24,7 +24,6 @@ Layout: ``x_t`` is ``[..., input_size]``; weights multiply from the right
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -68,46 +67,6 @@ class Cell(NamedTuple):
     input_size: Callable[[Params], int]
     hidden_size: int
     name: str
-
-
-@dataclasses.dataclass(frozen=True)
-class SplitRecur:
-    """A ``recur`` whose recurrent matmul is exposed, so the backward pass can batch it over time.
-
-    .. math::  \mathrm{recur}(\theta, c, x_p) = \mathrm{post}(\theta, c, z), \qquad
-               z = \mathrm{combine}(x_p, \mathrm{matmul}(\theta, \mathrm{hidden}(c)))
-
-    ``hidden`` picks ``h`` from the carry, ``matmul`` is ``h W_h`` (linear in
-    ``h``), ``combine`` is linear (a sum or a concatenation), and ``post`` is the
-    elementwise rest, reading only the parameters named in ``post_keys``.
-    :mod:`seqjax.bptt` uses this structure for a fused backward pass.
-    """
-
-    hidden: Callable[[Carry], Array]
-    matmul: Callable[[Params, Array], Array]
-    combine: Callable[[Array, Array], Array]
-    post: Callable[[Params, Carry, Array], tuple[Carry, Array]]
-    post_keys: tuple[str, ...] = ()
-
-    def __call__(self, params: Params, carry: Carry, xp: Array) -> tuple[Carry, Array]:
-        return self.post(params, carry, self.combine(xp, self.matmul(params, self.hidden(carry))))
-
-
-def _recurrent_matmul(dtype):
-    """``h W_h`` in ``dtype``."""
-
-    def matmul(params: Params, h: Array) -> Array:
-        return h @ params["w_h"].astype(dtype)
-
-    return matmul
-
-
-def _identity(h: Array) -> Array:
-    return h
-
-
-def _add(xp: Array, hw: Array) -> Array:
-    return xp + hw
 
 
 def _compose_step(input_proj, recur):
@@ -197,11 +156,10 @@ def rnn(
         params["b"] = jnp.zeros((hidden_size,), param_dtype)
         return params
 
-    def post(params: Params, h: Array, z: Array) -> tuple[Array, Array]:
-        h = act(z)  # z = W_x x + b + W_h h
+    def recur(params: Params, h: Array, xp: Array) -> tuple[Array, Array]:
+        h = act(xp + h @ params["w_h"].astype(dtype))
         return h, h
 
-    recur = SplitRecur(_identity, _recurrent_matmul(dtype), _add, post)
     input_proj = _affine_input(dtype)
     return Cell(init, _zeros_carry(hidden_size, dtype), input_proj, recur,
                 _compose_step(input_proj, recur), _input_size, hidden_size, "rnn")
@@ -251,24 +209,16 @@ def lstm(
         zeros = jnp.zeros((*batch_shape, H), dtype)
         return LSTMCarry(h=zeros, c=zeros)
 
-    def post(params: Params, carry: LSTMCarry, z: Array) -> tuple[LSTMCarry, Array]:
-        i, f, g, o = jnp.split(z, 4, axis=-1)  # z = W_x x + b + W_h h, blocks i, f, g, o
+    def recur(params: Params, carry: LSTMCarry, xp: Array) -> tuple[LSTMCarry, Array]:
+        z = xp + carry.h @ params["w_h"].astype(dtype)
+        i, f, g, o = jnp.split(z, 4, axis=-1)
         c = jax.nn.sigmoid(f) * carry.c + jax.nn.sigmoid(i) * jnp.tanh(g)
         h = jax.nn.sigmoid(o) * jnp.tanh(c)
         return LSTMCarry(h=h, c=c), h
 
-    recur = SplitRecur(_lstm_hidden, _recurrent_matmul(dtype), _add, post)
     input_proj = _affine_input(dtype)
     return Cell(init, initial_carry, input_proj, recur,
                 _compose_step(input_proj, recur), _input_size, H, "lstm")
-
-
-def _lstm_hidden(carry: LSTMCarry) -> Array:
-    return carry.h
-
-
-def _concat(xp: Array, hw: Array) -> Array:
-    return jnp.concatenate([xp, hw], axis=-1)
 
 
 GRU_VARIANTS = ("reset_after", "cho")
@@ -319,26 +269,20 @@ def gru(
             params["b_hn"] = jnp.zeros((H,), param_dtype)
         return params
 
-    def recur_cho(params: Params, h: Array, xp: Array) -> tuple[Array, Array]:
+    def recur(params: Params, h: Array, xp: Array) -> tuple[Array, Array]:
         w_h = params["w_h"].astype(dtype)
         x_rz, x_n = xp[..., : 2 * H], xp[..., 2 * H :]
-        r, z = jnp.split(jax.nn.sigmoid(x_rz + h @ w_h[:, : 2 * H]), 2, axis=-1)
-        n = jnp.tanh(x_n + (r * h) @ w_h[:, 2 * H :])
-        h = (1.0 - z) * h + z * n
+        if variant == "cho":
+            r, z = jnp.split(jax.nn.sigmoid(x_rz + h @ w_h[:, : 2 * H]), 2, axis=-1)
+            n = jnp.tanh(x_n + (r * h) @ w_h[:, 2 * H :])
+            h = (1.0 - z) * h + z * n
+        else:  # all three blocks' W_h h in one matmul
+            hw = h @ w_h
+            r, z = jnp.split(jax.nn.sigmoid(x_rz + hw[..., : 2 * H]), 2, axis=-1)
+            n = jnp.tanh(x_n + r * (hw[..., 2 * H :] + params["b_hn"].astype(dtype)))
+            h = (1.0 - z) * n + z * h
         return h, h
 
-    def post_reset_after(params: Params, h: Array, xp_hw: Array) -> tuple[Array, Array]:
-        # xp_hw = [W_x x + b, W_h h]: all three blocks' W_h h come from one matmul
-        x_rz, x_n, h_rz, h_n = jnp.split(xp_hw, [2 * H, 3 * H, 5 * H], axis=-1)
-        r, z = jnp.split(jax.nn.sigmoid(x_rz + h_rz), 2, axis=-1)
-        n = jnp.tanh(x_n + r * (h_n + params["b_hn"].astype(dtype)))
-        h = (1.0 - z) * n + z * h
-        return h, h
-
-    if variant == "cho":
-        recur = recur_cho
-    else:
-        recur = SplitRecur(_identity, _recurrent_matmul(dtype), _concat, post_reset_after, ("b_hn",))
     input_proj = _affine_input(dtype)
     return Cell(init, _zeros_carry(H, dtype), input_proj, recur,
                 _compose_step(input_proj, recur), _input_size, H, "gru")

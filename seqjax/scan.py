@@ -24,8 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqjax import bptt
-from seqjax.cells import Carry, Cell, Params, SplitRecur
+from seqjax.cells import Carry, Cell, Params
 
 Array = jax.Array
 MERGE_MODES = ("concat", "sum", "mean")
@@ -96,10 +95,7 @@ def run(
     ``xp_t = cell.input_proj(params, x_t)`` for ``t = 0..T-1`` (or ``T-1..0`` when
     ``reverse``), holding the carry and zeroing the output where
     ``t >= lengths[b]``.  ``xp`` is computed for all steps before the scan
-    where :func:`hoist_input_projection` says so, else inside it by ``cell.step``;
-    there, a cell whose ``recur`` is a :class:`~seqjax.cells.SplitRecur` is
-    differentiated by :func:`seqjax.bptt.run_split` (unless ``remat`` or
-    ``return_carries``), which batches the weight gradients over time.
+    where :func:`hoist_input_projection` says so, else inside it by ``cell.step``.
 
     Args:
       cell: the cell.
@@ -121,17 +117,11 @@ def run(
     batch, time = xs.shape[:2]
     carry = cell.initial_carry((batch,)) if initial_carry is None else initial_carry
     xs_t = jnp.swapaxes(xs, 0, 1)  # [T, B, F]: transpose the narrower input, not the projection
-    mask = None if lengths is None else jnp.arange(time)[:, None] < lengths[None, :]  # [T, B]
-    hoist = hoist_input_projection()
-    if not (hoist or remat or return_carries) and isinstance(cell.recur, SplitRecur):
-        carry, ys = bptt.run_split(
-            cell.recur, cell.input_proj, params, carry, xs_t, mask, reverse=reverse, unroll=unroll
-        )
-        return carry, jnp.swapaxes(ys, 0, 1)
-    if hoist:
+    if hoist_input_projection():
         xs_t, update = cell.input_proj(params, xs_t), cell.recur  # xp [T, B, G*H]
     else:
         update = cell.step
+    mask = None if lengths is None else jnp.arange(time)[:, None] < lengths[None, :]  # [T, B]
 
     def body(c, inputs):
         x_t, m_t = inputs

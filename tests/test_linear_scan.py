@@ -26,6 +26,17 @@ def draw(rng, shape, complex_):
     return (x + 1j * rng.normal(size=shape)) if complex_ else x
 
 
+def draw_case(shape, complex_, seed):
+    """``(a, b, h0, w)`` in float32/complex64 with ``|a| < 1`` on average; ``w`` weights a loss."""
+    batch, time, feats = shape
+    rng = np.random.default_rng(seed)
+    full = (batch, time, *feats)
+    dtype = np.complex64 if complex_ else np.float32
+    a = 0.8 * draw(rng, full, complex_) / np.sqrt(2 if complex_ else 1)
+    b, h0, w = (draw(rng, s, complex_) for s in (full, (batch, *feats), full))
+    return tuple(x.astype(dtype) for x in (a, b, h0, w))
+
+
 shapes = st.tuples(
     st.integers(1, 3),  # batch
     st.integers(1, 13),  # time
@@ -37,17 +48,11 @@ shapes = st.tuples(
 @settings(max_examples=5, deadline=None)
 @given(shape=shapes, chunk=st.integers(1, 8), seed=st.integers(0, 2**16))
 def test_methods_match_python_loop(shape, complex_, chunk, seed):
-    batch, time, feats = shape
-    rng = np.random.default_rng(seed)
-    full = (batch, time, *feats)
-    a = 0.9 * draw(rng, full, complex_) / np.sqrt(2 if complex_ else 1)
-    b, h0 = draw(rng, full, complex_), draw(rng, (batch, *feats), complex_)
-    dtype = np.complex64 if complex_ else np.float32
-    a, b, h0 = (x.astype(dtype) for x in (a, b, h0))
+    a, b, h0, _ = draw_case(shape, complex_, seed)
     want = loop_reference(a.astype(np.complex128), b.astype(np.complex128), h0.astype(np.complex128))
     run_all = jax.jit(lambda a, b, h0: [linear_scan(a, b, h0, method=m, chunk_size=chunk) for m in METHODS])
     for method, got in zip(METHODS, run_all(a, b, h0)):
-        assert got.dtype == dtype
+        assert got.dtype == b.dtype
         np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=1e-4, err_msg=method)
 
 
@@ -72,12 +77,7 @@ def adjoint_reference(a, b, h0, w):
 @settings(max_examples=3, deadline=None)
 @given(shape=shapes, chunk=st.integers(1, 6), seed=st.integers(0, 2**16))
 def test_gradients_match_adjoint(shape, complex_, chunk, seed):
-    batch, time, feats = shape
-    rng = np.random.default_rng(seed)
-    full = (batch, time, *feats)
-    dtype = np.complex64 if complex_ else np.float32
-    a = (0.8 * draw(rng, full, complex_) / np.sqrt(2 if complex_ else 1)).astype(dtype)
-    b, h0, w = (draw(rng, s, complex_).astype(dtype) for s in (full, (batch, *feats), full))
+    a, b, h0, w = draw_case(shape, complex_, seed)
     want = adjoint_reference(*(x.astype(np.complex128) for x in (a, b, h0, w)))
 
     def grads(a, b, h0):

@@ -28,7 +28,7 @@ def test_quick_recurrent_bench_gives_finite_figures_for_every_peer(capsys):
         ("forward", "seqjax"), ("forward", "flax"), ("forward", "torch"), ("gemm", "seqjax"),
     }
     for r in rows:
-        for key in ("seconds", "tokens_per_s", "ratio"):
+        for key in ("seconds", "cpu_seconds", "tokens_per_s", "ratio", "cpu_ratio"):
             assert math.isfinite(r[key]) and r[key] > 0, r
         if r["framework"] != "torch" and r["measure"] != "gemm":
             assert r["peak_mb"] is not None and math.isfinite(r["peak_mb"]) and r["peak_mb"] > 0, r
@@ -60,7 +60,8 @@ def test_time_interleaved_rotates_the_order_and_times_each_call():
 
     times = time_interleaved({"a": sleeper("a", 0.002), "b": sleeper("b", 0.02)}, repeats=3, warmup=1)
     assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]  # warm-up, then rounds starting at a, b, a
-    assert times["a"] >= 0.002 and times["b"] >= 0.02  # a timer never reads less than the sleep
+    assert times["a"].wall >= 0.002 and times["b"].wall >= 0.02  # a timer never reads less than the sleep
+    assert times["b"].cpu < 0.02  # sleeping uses (almost) no CPU time
 
 
 def test_recurrent_flops_matches_xla_cost_of_one_step_times_t():

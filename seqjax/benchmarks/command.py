@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
 
 import jax
 
@@ -36,6 +38,18 @@ def _device(kind: str) -> jax.Device:
         raise UserError(f"no {kind.upper()} visible to JAX; run with --device cpu or install a {kind} jaxlib") from None
 
 
+def describe_machine(device: jax.Device) -> str:
+    """``date UTC, JAX device, CPU model x cores, load average`` (the machine may be shared)."""
+    cpu = "unknown CPU"
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    load = "/".join(f"{x:.1f}" for x in os.getloadavg())
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"{now}; JAX {jax.__version__} on {device.platform} ({device.device_kind}); {cpu} x {os.cpu_count()} cores; " \
+           f"load average {load}"
+
+
 def run(args: argparse.Namespace) -> int:
     from seqjax.benchmarks import peers, suite
 
@@ -44,12 +58,17 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--repeats must be at least 1, got {repeats}")
     models = suite.MODELS if args.model == "all" else (args.model,)
     use_torch = not args.no_torch and peers.torch_available()
-    with jax.default_device(_device(args.device)):
+    device = _device(args.device)
+    before = describe_machine(device)
+    with jax.default_device(device):
         rows = suite.run_suite(models, quick=args.quick, device=args.device, repeats=repeats, torch=use_torch)
     if args.json:
         print(json.dumps([r.as_dict() for r in rows], indent=1))
-    else:
-        print(suite.format_table(rows))
-        if use_torch:
-            print(f"torch threads: {peers.torch_threads()} (= the CPU cores JAX uses)")
+        return 0
+    flags = " --quick" * args.quick + " --no-torch" * args.no_torch
+    print(f"command: seqjax bench {args.model} --device {args.device} --repeats {repeats}{flags}")
+    print(f"start: {before}\nend:   {describe_machine(device)}")
+    print(f"torch threads: {peers.torch_threads()} (= the CPU cores JAX uses)" if use_torch else "torch: not run")
+    print("ratio: time of the row / time of seqjax (or of the reference row), wall clock and CPU time")
+    print(suite.format_table(rows))
     return 0

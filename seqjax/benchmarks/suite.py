@@ -2,9 +2,9 @@
 
 For a recurrent cell (``rnn``, ``lstm``, ``gru``) and a shape, the programs of
 seqjax, Flax linen and PyTorch are timed interleaved (:mod:`.timing`) for a
-training step and for a forward pass; each row holds the median seconds, the
-tokens per second ``B T / t``, the throughput ratio seqjax/peer
-``t_peer / t_seqjax`` and the peak memory where known.  A ``gemm`` row compares
+training step and for a forward pass; each row holds the median wall-clock and
+CPU seconds, the tokens per second ``B T / t``, the throughput ratio
+seqjax/peer ``t_peer / t_seqjax`` (wall and CPU) and the peak memory where known.  A ``gemm`` row compares
 the seqjax forward pass with the GEMM chain of :mod:`.gemm`.
 Other backbones (``tcn``, ``s4d``, ``mamba``) are timed through the backbone
 registry; Mamba also compares its scan modes at long length.
@@ -32,11 +32,13 @@ class Row:
 
     model: str
     shape: str
-    measure: str  # "train_step", "forward", "gemm" or a backbone-specific comparison
+    measure: str  # "train_step", "forward" or "gemm"
     framework: str
-    seconds: float
-    tokens_per_s: float
-    ratio: float  # throughput of seqjax / this row's (>1: seqjax is faster); the fraction for "gemm"
+    seconds: float  # median wall-clock seconds per call
+    cpu_seconds: float  # median CPU seconds of this process per call (all threads)
+    tokens_per_s: float  # B T / seconds
+    ratio: float  # wall-clock throughput of the reference / this row's (>1: the reference is faster)
+    cpu_ratio: float  # the same from CPU time: steadier when other jobs share the cores
     peak_mb: float | None = None
     note: str = ""
 
@@ -55,10 +57,11 @@ def compare(
     rows = []
     for measure in PASSES:
         times = time_interleaved({name: getattr(p, measure) for name, p in programs.items()}, repeats=repeats)
+        ref = times[reference]
         for name, t in times.items():
             peak = getattr(programs[name], "train_bytes" if measure == "train_step" else "forward_bytes")
-            rows.append(Row(model, str(shape), measure, name, t, shape.batch * shape.time / t,
-                            t / times[reference], _mb(peak)))
+            rows.append(Row(model, str(shape), measure, name, t.wall, t.cpu, shape.batch * shape.time / t.wall,
+                            t.wall / ref.wall, t.cpu / ref.cpu, _mb(peak)))
     return rows
 
 
@@ -72,11 +75,12 @@ def recurrent_rows(cell_name: str, shape: Shape, *, device: str, repeats: int, t
     times = time_interleaved(
         {"seqjax": programs["seqjax"].forward, "chain": gemm.gemm_chain(cell_name, shape)}, repeats=repeats
     )
+    layer, chain = times["seqjax"], times["chain"]
     flops = gemm.recurrent_flops(cell_name, shape)
-    rows.append(Row(cell_name, str(shape), "gemm", "seqjax", times["seqjax"], shape.batch * shape.time / times["seqjax"],
-                    times["chain"] / times["seqjax"],
-                    note=f"{flops / times['seqjax'] / 1e9:.1f} GFLOP/s of {flops / times['chain'] / 1e9:.1f} "
-                         "GFLOP/s (GEMM chain)"))
+    rows.append(Row(cell_name, str(shape), "gemm", "seqjax", layer.wall, layer.cpu, shape.batch * shape.time / layer.wall,
+                    chain.wall / layer.wall, chain.cpu / layer.cpu,
+                    note=f"recurrent matmuls {flops / layer.wall / 1e9:.1f} GFLOP/s, GEMM chain "
+                         f"{flops / chain.wall / 1e9:.1f} GFLOP/s (ratio = fraction of the chain)"))
     return rows
 
 
@@ -96,10 +100,12 @@ def run_suite(
 
 def format_table(rows: list[Row]) -> str:
     """A fixed-width text table of ``rows``."""
-    header = f"{'model':6} {'shape':26} {'measure':16} {'framework':12} {'ms':>9} {'tokens/s':>11} {'ratio':>7} {'peak MB':>8}  note"
+    header = (f"{'model':6} {'shape':26} {'measure':10} {'framework':16} {'wall ms':>9} {'cpu ms':>9} "
+              f"{'tokens/s':>10} {'ratio':>6} {'cpu rat':>7} {'peak MB':>8}  note")
     lines = [header, "-" * len(header)]
     for r in rows:
         peak = "-" if r.peak_mb is None else f"{r.peak_mb:.1f}"
-        lines.append(f"{r.model:6} {r.shape:26} {r.measure:16} {r.framework:12} {r.seconds * 1e3:9.2f} "
-                     f"{r.tokens_per_s:11.0f} {r.ratio:7.2f} {peak:>8}  {r.note}")
+        lines.append(f"{r.model:6} {r.shape:26} {r.measure:10} {r.framework:16} {r.seconds * 1e3:9.2f} "
+                     f"{r.cpu_seconds * 1e3:9.2f} {r.tokens_per_s:10.0f} {r.ratio:6.2f} {r.cpu_ratio:7.2f} "
+                     f"{peak:>8}  {r.note}")
     return "\n".join(lines)

@@ -11,9 +11,20 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
+
+
+class Timing(NamedTuple):
+    """Median seconds per call: ``wall`` clock, and ``cpu`` time of this process (all its threads).
+
+    On a shared machine the wall clock also counts time spent waiting for a
+    core; the process CPU time does not (but counts threads spinning).
+    """
+
+    wall: float
+    cpu: float
 
 
 def blocking(fn: Callable[[], Any]) -> Callable[[], Any]:
@@ -27,8 +38,8 @@ def blocking(fn: Callable[[], Any]) -> Callable[[], Any]:
 
 def time_interleaved(
     fns: dict[str, Callable[[], Any]], *, repeats: int = 5, warmup: int = 1
-) -> dict[str, float]:
-    """Median seconds per call of each callable, timed in rotating order.
+) -> dict[str, Timing]:
+    """Median wall and CPU seconds per call of each callable, timed in rotating order.
 
     Every callable is first run ``warmup`` times (compilation, caches), then
     ``repeats`` rounds each time every callable once.
@@ -39,11 +50,13 @@ def time_interleaved(
     for name in names:
         for _ in range(warmup):
             fns[name]()
-    samples: dict[str, list[float]] = {name: [] for name in names}
+    wall: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
         for k in range(len(names)):
             name = names[(r + k) % len(names)]
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             fns[name]()
-            samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(s) for name, s in samples.items()}
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    return {name: Timing(statistics.median(wall[name]), statistics.median(cpu[name])) for name in names}

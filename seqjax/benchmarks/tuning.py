@@ -8,7 +8,8 @@ standard shapes in these variants:
 * ``step-uK``: ``cell.step`` under the scan (the input matmul inside the loop),
   ``lax.scan(..., unroll=K)`` for K in 1, 2, 4, 8.
 
-Each line prints the median milliseconds and the ratio ``t_flax / t_variant``.
+Each line prints the median wall/CPU milliseconds and the speed-ups over Flax
+``t_flax / t_variant`` (wall/CPU).
 """
 
 from __future__ import annotations
@@ -35,13 +36,16 @@ def variants(cell_name: str, shape: Shape, x) -> dict[str, Program]:
     return programs
 
 
-def main(cells: list[str], repeats: int = 5) -> None:
+def main(cells: list[str], repeats: int = 3) -> None:
     for cell_name in cells:
         for shape in SHAPES:
             programs = variants(cell_name, shape, inputs(shape))
             for measure in ("train_step", "forward"):
                 t = time_interleaved({k: getattr(p, measure) for k, p in programs.items()}, repeats=repeats)
-                figures = "  ".join(f"{k} {v * 1e3:.1f}ms ({t['flax'] / v:.2f}x)" for k, v in t.items())
+                figures = "  ".join(
+                    f"{k} {v.wall * 1e3:.1f}/{v.cpu * 1e3:.1f}ms ({t['flax'].wall / v.wall:.2f}x/{t['flax'].cpu / v.cpu:.2f}x)"
+                    for k, v in t.items()
+                )
                 print(f"{cell_name} {shape} {measure}: {figures}", flush=True)
 
 

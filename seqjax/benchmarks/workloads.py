@@ -8,7 +8,7 @@ Every framework runs the same workload on ``x [batch, time, input]``:
 
 JAX programs are ``jax.jit``-compiled (the training state is donated), and their
 peak memory is XLA's compiled estimate ``arguments + outputs + temporaries -
-aliased`` (:func:`compiled_peak_bytes`).
+aliased`` of the same program without donation (:func:`compiled_peak_bytes`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import numpy as np
 import optax
 
 from seqjax import scan
+from seqjax.benchmarks.memory import compiled_memory
 from seqjax.benchmarks.timing import blocking
 from seqjax.cells import make_cell
 
@@ -52,15 +53,12 @@ def inputs(shape: Shape, seed: int = 0) -> np.ndarray:
     return rng.standard_normal((shape.batch, shape.time, shape.input), dtype=np.float32)
 
 
-def compiled_peak_bytes(jitted: Any, *args: Any) -> int | None:
-    """XLA's peak-memory estimate of ``jitted(*args)``: arguments + outputs + temporaries - aliased."""
-    stats = jitted.lower(*args).compile().memory_analysis()
-    if stats is None:
+def compiled_peak_bytes(f: Callable[..., Any], *args: Any) -> int | None:
+    """XLA's peak-memory estimate of ``jax.jit(f)(*args)`` (:func:`~seqjax.benchmarks.memory.compiled_memory`), or None."""
+    try:
+        return compiled_memory(f, *args)["peak"]
+    except RuntimeError:  # a backend without a compiled memory analysis
         return None
-    return int(
-        stats.argument_size_in_bytes + stats.output_size_in_bytes
-        + stats.temp_size_in_bytes - stats.alias_size_in_bytes
-    )
 
 
 def jax_program(apply: Callable[[Any, jax.Array], jax.Array], params: Any, x: np.ndarray) -> Program:
@@ -81,8 +79,8 @@ def jax_program(apply: Callable[[Any, jax.Array], jax.Array], params: Any, x: np
     train = jax.jit(step, donate_argnums=0)
     params = jax.tree.map(jnp.array, params)  # a private copy: the train step donates it
     holder = {"state": (params, optimizer.init(params))}
-    forward_bytes = compiled_peak_bytes(forward, params, x)
-    train_bytes = compiled_peak_bytes(train, holder["state"], x)
+    forward_bytes = compiled_peak_bytes(apply, params, x)
+    train_bytes = compiled_peak_bytes(step, holder["state"], x)
 
     def train_step():
         holder["state"], loss = train(holder["state"], x)

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from step_form import run_steps
 
 from seqjax.benchmarks.memory import compiled_memory
 from seqjax.layers.mamba import MambaBlock
@@ -77,10 +78,7 @@ def test_step_form_reproduces_parallel_outputs(chunk_size, method):
     y = model.apply(params, x)
     state = model.apply(params, 2, method=model.initial_state)
     assert state[0][0].shape == (2, 3, 16) and state[0][1].shape == (2, 16, 4)  # (conv_state, ssm_state)
-    step = jax.jit(lambda s, x_t: model.apply(params, s, x_t, method=model.step))
-    for t in range(x.shape[1]):
-        state, y_t = step(state, x[:, t])
-        np.testing.assert_allclose(y_t, y[:, t], rtol=1e-4, atol=1e-4, err_msg=f"token {t}")
+    np.testing.assert_allclose(run_steps(model, params, x), y, rtol=1e-4, atol=1e-4)
 
 
 def test_training_never_holds_the_full_state_sequence():

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from step_form import run_steps
 
 from seqjax.errors import UserError
 from seqjax.layers.hippo import dplr_legs, hippo_legs, s4d_init
@@ -88,18 +89,6 @@ def test_s4d_kernel_equals_impulse_response(method):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
-def run_both_forms(module, x):
-    params = module.init(jax.random.key(0), x)
-    y = module.apply(params, x)
-    state = module.initial_state(x.shape[0])
-    step = jax.jit(lambda s, x_t: module.apply(params, s, x_t, method=module.step))
-    ys = []
-    for t in range(x.shape[1]):
-        state, y_t = step(state, x[:, t])
-        ys.append(y_t)
-    return np.asarray(y), np.stack(ys, 1), params
-
-
 @pytest.mark.parametrize(
     "module",
     [S4D(3, 8, a_init=i, disc=d) for i, d in [("legs", "zoh"), ("lin", "bilinear"), ("inv", "zoh")]]
@@ -108,8 +97,8 @@ def run_both_forms(module, x):
 )
 def test_fft_conv_form_equals_recurrent_form(module):
     x = jax.random.normal(jax.random.key(1), (2, 24, 3))
-    y, y_steps, params = run_both_forms(module, x)
-    np.testing.assert_allclose(y_steps, y, rtol=1e-4, atol=1e-4)
+    params = module.init(jax.random.key(0), x)
+    np.testing.assert_allclose(run_steps(module, params, x), module.apply(params, x), rtol=1e-4, atol=1e-4)
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(params)), "complex params must be real pairs"
 
 
@@ -132,14 +121,8 @@ def test_backbone_step_equals_parallel(name, opts):
     x = jax.random.normal(jax.random.key(2), (2, 16, 3))
     params = model.init(jax.random.key(0), x)
     y = model.apply(params, x)
-    state = model.apply(params, 2, method=model.initial_state)
-    step = jax.jit(lambda s, x_t: model.apply(params, s, x_t, method=model.step))
-    ys = []
-    for t in range(16):
-        state, y_t = step(state, x[:, t])
-        ys.append(y_t)
     assert y.shape == (2, 16, 8)
-    np.testing.assert_allclose(np.stack(ys, 1), y, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(run_steps(model, params, x), y, rtol=1e-4, atol=1e-4)
 
 
 def test_s4_length_errors():

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+from step_form import run_steps
 
 from seqjax.layers.tcn import TCN, levels_for_context, receptive_field
 from seqjax.models.registry import build_backbone
@@ -50,14 +51,7 @@ def test_step_form_equals_parallel_form(weight_norm):
     model = build_backbone("tcn", TCNOptions(channel_sizes=[4, 6, 6], kernel_size=3, weight_norm=weight_norm))
     x = jax.random.normal(jax.random.key(2), (2, 20, 3))
     params = _init(model, x)
-    y = model.apply(params, x)
-    state = model.apply(params, 2, method=model.initial_state)
-    step = jax.jit(lambda s, x_t: model.apply(params, s, x_t, method=model.step))
-    ys = []
-    for t in range(x.shape[1]):
-        state, y_t = step(state, x[:, t])
-        ys.append(y_t)
-    np.testing.assert_allclose(np.stack(ys, 1), y, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(run_steps(model, params, x), model.apply(params, x), rtol=1e-5, atol=1e-5)
 
 
 class TorchTemporalBlock(torch.nn.Module):

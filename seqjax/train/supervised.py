@@ -14,7 +14,6 @@ import jax
 from seqjax.config import options_of, with_name
 from seqjax.models.build import build_model, check_causal
 from seqjax.models.registry import get_backbone
-from seqjax.optim_groups import SSM_BACKBONES, ssm_param_labels
 from seqjax.models.tcn import check_receptive_field
 from seqjax.optim_groups import SSM_BACKBONES, ssm_param_labels
 from seqjax.tasks import Task, get_task

@@ -169,10 +169,10 @@ def test_last_step_reads_position_length_minus_one():
 def test_model_from_config_output_shapes_follow_the_task_kind():
     opts = RecurrentOptions(hidden_size=6)
     for task, shape in [(make_task("adding"), (2, 1)), (make_task("copy", CopyOptions(seq_len=3)), (2, 23, 10))]:
-        batch = task.sample(jax.random.key(0), 2)
+        batch = jax.jit(task.sample, static_argnums=1)(jax.random.key(0), 2)
         model = build_model("gru", opts, task, embed_dim=5)
-        params = model.init(jax.random.key(1), batch["inputs"])["params"]
-        assert model.apply({"params": params}, batch["inputs"]).shape == shape
+        params = jax.jit(model.init)(jax.random.key(1), batch["inputs"])["params"]
+        assert jax.eval_shape(model.apply, {"params": params}, batch["inputs"]).shape == shape
         assert ("embed" in params) == (task.input_vocab is not None)
 
 
@@ -190,7 +190,8 @@ def test_run_dir_summary_and_eval(tmp_path):
     val_rows = [r for r in rows if r["split"] == "val"]
     assert [r["step"] for r in train_rows] == list(range(5, 41, 5))
     assert [r["step"] for r in val_rows] == [10, 20, 30, 40]
-    assert {"loss", "mse", "grad_norm", "param_norm", "update_norm"} <= train_rows[0].keys()
+    assert {"loss", "mse", "grad_norm", "param_norm", "update_norm", "lr"} <= train_rows[0].keys()
+    assert train_rows[0]["lr"] == pytest.approx(cfg.optim.lr)
 
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk == json.loads(json.dumps(summary))

@@ -25,7 +25,7 @@ from seqjax.errors import UserError
 from seqjax.train import distributed
 from seqjax.train.checkpoints import Checkpoints
 from seqjax.train.evaluate import evaluate
-from seqjax.train.optim import make_optimizer
+from seqjax.train.optim import make_optimizer, make_schedule
 from seqjax.train.progress import progress_bar
 from seqjax.train.state import TrainState
 from seqjax.train.step import make_eval_step, make_train_step
@@ -86,6 +86,7 @@ class Trainer:
         distributed.check_divisible("train.batch_size", cfg.train.batch_size, self.mesh)
         distributed.check_divisible("train.eval_batch_size", cfg.train.eval_batch_size, self.mesh)
         self.tx = make_optimizer(cfg.optim, cfg.train.steps, self.workload.param_labels)
+        self.schedule = make_schedule(cfg.optim, cfg.train.steps)
         init_key, self.dropout_key = jax.random.split(jax.random.key(cfg.seed))
         self._init_key = init_key
         self._eval_step = jax.jit(make_eval_step(self.workload))
@@ -125,7 +126,7 @@ class Trainer:
             out_shardings=(distributed.replicated(self.mesh), None), donate_argnums=0,
         )
         bar = progress_bar(t.steps, start, t.progress)
-        last_checked, train_row, val_row = start, None, None
+        last_checked = start
         try:
             for s in range(start + 1, t.steps + 1):
                 state, metrics = step_fn(state)
@@ -134,12 +135,14 @@ class Trainer:
                 if s % t.log_every == 0 or at_eval:
                     self._check_finite(state, last_checked, s, ckpt)
                     last_checked = s
-                    row = {k: float(v) for k, v in jax.device_get(metrics).items()}
-                    train_row = writer.write(s, "train", row) if writer else row
-                    bar.set_postfix(loss=f"{row['loss']:.4g}", refresh=False)
+                    row = {**jax.device_get(metrics), "lr": self.schedule(s - 1)}  # lr used by update s
+                    if writer:
+                        writer.write(s, "train", row)
+                    bar.set_postfix(loss=f"{float(row['loss']):.4g}", refresh=False)
                 if at_eval:
                     val = self.evaluate(state.params, "val", t.eval_examples)
-                    val_row = writer.write(s, "val", val) if writer else val
+                    if writer:
+                        writer.write(s, "val", val)
                     self._report(bar, s, val)
                     if s % t.checkpoint_every == 0 or s == t.steps:
                         ckpt.save(state, val)

@@ -44,7 +44,7 @@ class MetricsWriter:
         self._file = self.path.open("a")
         self._tb = SummaryWriter(str(Path(run_dir) / "tb"), purge_step=start_step + 1 if start_step else None)
 
-    def write(self, step: int, split: str, metrics: dict[str, Any]) -> dict:
+    def write(self, step: int, split: str, metrics: dict[str, Any]) -> None:
         row = {"step": step, "split": split, **{k: _plain(v) for k, v in metrics.items()}}
         self._file.write(json.dumps(row) + "\n")
         self._file.flush()
@@ -52,7 +52,6 @@ class MetricsWriter:
         for k, v in row.items():
             if k not in ("step", "split") and v is not None:
                 self._tb.add_scalar(f"{split}/{k}", v, step)
-        return row
 
     def close(self) -> None:
         self._file.close()

@@ -10,6 +10,8 @@ of the program, including everything a gradient keeps for its backward pass.
    default) against the whole sequence as one associative scan, which holds a
    ``[batch, L, d_inner, d_state]`` state sequence. Timing of one training step
    is printed as a ratio against the one-chunk form, in the same process.
+   Then, at fixed ``L``, memory against ``d_state``: what each state
+   dimension costs.
 2. S4 (DPLR, Cauchy) kernel at growing state size ``N``: forward and gradient,
    against a naive Cauchy sum that materializes the ``[N, L]`` terms.
 
@@ -85,6 +87,26 @@ def mamba_table(lengths: list[int], batch: int, d_model: int, d_state: int, chun
           + ", ".join(f"{name} {t / base:.2f}x ({t * 1e3:.1f} ms)" for name, t in times.items()))
 
 
+def mamba_state_table(states: list[int], length: int, batch: int, d_model: int, chunk: int) -> None:
+    """At fixed ``L``: how much each extra state dimension costs (the full-state form pays ``B L d_inner`` floats)."""
+    d_inner = 2 * d_model
+    forms = {f"chunked {chunk} + remat (auto)": (chunk, "auto"), "one chunk (associative)": (None, "associative")}
+    print(f"\n### Mamba block training step: temp memory (MiB) vs d_state (L={length}, batch={batch}, "
+          f"d_inner={d_inner})\n")
+    print("| d_state | " + " | ".join(forms) + " |")
+    print("|---" * (len(forms) + 1) + "|")
+    temps: dict[str, list[float]] = {name: [] for name in forms}
+    for n in states:
+        for name, (chunk_size, method) in forms.items():
+            fn, args = mamba_train_grad(length, batch, d_model, n, chunk_size, method)
+            temps[name].append(compiled_memory(fn, *args)["temp"])
+        print(f"| {n} | " + " | ".join(f"{temps[name][-1] / MIB:.2f}" for name in forms) + " |")
+    for name, ys in temps.items():
+        print(f"- {name}: {growth(states, ys)[0]:,.0f} B per state dimension")
+    print(f"- one [B, L, d_inner] f32 array (what a state dimension costs when the state sequence is held): "
+          f"{batch * length * d_inner * 4:,} B")
+
+
 def naive_cauchy_kernel(lam, p, b, c, dt, length):
     """The same Woodbury kernel with the Cauchy terms materialized as ``[4, H, N, L]`` (the peer)."""
     z = jnp.exp(-2j * jnp.pi * jnp.arange(length) / length)
@@ -127,9 +149,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         mamba_table([128, 256, 512], batch=2, d_model=16, d_state=16, chunk=32)
+        mamba_state_table([8, 32], length=256, batch=2, d_model=16, chunk=32)
         s4_table([16, 64], length=512, channels=2)
     else:
         mamba_table([512, 1024, 2048, 4096], batch=2, d_model=32, d_state=16, chunk=64)
+        mamba_state_table([16, 32, 64, 128], length=2048, batch=2, d_model=32, chunk=64)
         s4_table([16, 64, 256, 1024], length=4096, channels=2)
 
 

@@ -113,6 +113,7 @@ def run(
       ``(final_carry, ys)`` with ``ys`` ``[batch, time, hidden]``, or
       ``(final_carry, ys, carries)`` when ``return_carries``.
     """
+    lengths = None if lengths is None else jnp.asarray(lengths)
     check_inputs(cell, params, xs, lengths)
     batch, time = xs.shape[:2]
     carry = cell.initial_carry((batch,)) if initial_carry is None else initial_carry

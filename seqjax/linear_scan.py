@@ -13,9 +13,10 @@ broadcast against ``b`` and ``h_0`` (``[batch, ...]``, default zeros) enters as
   Each chunk is rematerialized (``jax.checkpoint``) in the backward pass, so
   only one chunk's intermediates are alive at once.
 
-``"auto"`` picks ``"sequential"`` on CPU (fewest flops; the associative scan
-does ``O(T log T)`` work and gains nothing without parallel hardware) and
-``"associative"`` elsewhere.
+``"auto"`` picks ``"sequential"`` on CPU and ``"associative"`` elsewhere: on
+CPU the associative forward pass can be faster, but its backward pass is
+slower, and training time is forward plus backward
+(``experiments/benchmarks/linear_scan.py`` prints the ratios).
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def scan_chunks(
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
     steps = xs[0].shape[1]
+    chunk_size = min(chunk_size, steps)
     n = -(-steps // chunk_size)
     extra = n * chunk_size - steps
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from step_form import run_steps
 
+from seqjax.errors import UserError
 from seqjax.benchmarks.memory import compiled_memory
 from seqjax.layers.mamba import MambaBlock
 from seqjax.layers.selective_scan import selective_scan
@@ -101,3 +102,10 @@ def test_training_never_holds_the_full_state_sequence():
     assert chunked < state_bytes / 4
     full = temp_bytes(512, None, "associative", False) - temp_bytes(256, None, "associative", False)
     assert full > state_bytes
+
+
+@pytest.mark.parametrize("bad,message", [(dict(scan_method="fast"), "unknown scan_method 'fast'"),
+                                         (dict(chunk_size=0), "chunk_size=0"), (dict(norm="batch"), "norm")])
+def test_bad_options_give_one_line_errors(bad, message):
+    with pytest.raises(UserError, match=message):
+        MambaOptions(**bad)

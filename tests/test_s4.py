@@ -153,3 +153,15 @@ def test_ssm_params_get_own_lr_and_no_weight_decay():
     updates, _ = optax.adam(1e-3).update(grads, optax.adam(1e-3).init(params))
     step_ssm, _ = tx.update(grads, tx.init(params), params)
     np.testing.assert_allclose(step_ssm["blocks_0"]["ssm"]["log_dt"], updates["blocks_0"]["ssm"]["log_dt"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("options,bad,message", [
+    (S4Options, dict(state_size=7), "state_size=7 is invalid; it must be an even integer"),
+    (S4Options, dict(l_max=0), "l_max=0"),
+    (S4DOptions, dict(a_init="legt"), "unknown a_init 'legt': choose one of 'legs', 'lin', 'inv'"),
+    (S4DOptions, dict(disc="euler"), "unknown disc 'euler'"),
+    (S4DOptions, dict(norm="batch"), "unknown norm 'batch'"),
+])
+def test_bad_options_give_one_line_errors(options, bad, message):
+    with pytest.raises(UserError, match=message):
+        options(**bad)

@@ -9,6 +9,7 @@ import pytest
 import torch
 from step_form import run_steps
 
+from seqjax.errors import UserError
 from seqjax.layers.tcn import TCN, levels_for_context, receptive_field
 from seqjax.models.registry import build_backbone
 from seqjax.models.tcn import TCNOptions, check_receptive_field
@@ -123,3 +124,10 @@ def test_receptive_field_warning_names_the_numbers():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert check_receptive_field(opts, 29) is None
+
+
+@pytest.mark.parametrize("bad,message", [(dict(levels=0), "levels=0"), (dict(channel_sizes=[]), "channel_sizes"),
+                                         (dict(dropout=1.0), "dropout=1.0")])
+def test_bad_options_give_one_line_errors(bad, message):
+    with pytest.raises(UserError, match=message):
+        TCNOptions(**bad)

@@ -53,6 +53,8 @@ def s4d_init(n: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
     """
     if kind not in S4D_INITS:
         raise ValueError(f"unknown S4D init {kind!r}: choose one of {', '.join(S4D_INITS)}")
+    if n % 2:
+        raise ValueError(f"S4D needs an even state size (conjugate pairs), got {n}")
     if kind == "legs":
         lam, _, b = dplr_legs(n)
         return lam, b

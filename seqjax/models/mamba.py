@@ -8,7 +8,9 @@ from typing import Optional
 import flax.linen as nn
 
 from seqjax.layers.mamba import MambaBlock
-from seqjax.layers.residual import ResidualStack
+from seqjax.layers.residual import NORMS, ResidualStack
+from seqjax.linear_scan import METHODS
+from seqjax.models.checks import check_at_least, check_choice
 from seqjax.models.registry import register_backbone
 
 
@@ -28,6 +30,12 @@ class MambaOptions:
     dropout: float = 0.0
     chunk_size: Optional[int] = 64  # None: one chunk (holds [batch, L, d_inner, d_state])
     scan_method: str = "auto"  # linear_scan method inside a chunk
+
+    def __post_init__(self) -> None:
+        for key in ("d_model", "n_layers", "d_state", "d_conv", "expand", "dt_rank", "chunk_size"):
+            check_at_least("mamba", key, getattr(self, key), 1)
+        check_choice("mamba", "norm", self.norm, NORMS)
+        check_choice("mamba", "scan_method", self.scan_method, METHODS)
 
 
 @register_backbone("mamba", MambaOptions)

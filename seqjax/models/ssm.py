@@ -7,8 +7,11 @@ from typing import Optional
 
 import flax.linen as nn
 
-from seqjax.layers.residual import ResidualStack
+from seqjax.layers.hippo import S4D_INITS
+from seqjax.layers.residual import NORMS, ResidualStack
 from seqjax.layers.ssm import S4, S4D, SSMBlock
+from seqjax.layers.ssm_kernel import DISCRETIZATIONS
+from seqjax.models.checks import check_at_least, check_choice
 from seqjax.models.registry import register_backbone
 
 
@@ -24,16 +27,31 @@ class SSMOptions:
     dt_min: float = 1e-3
     dt_max: float = 1e-1
 
+    def __post_init__(self) -> None:
+        check_at_least("ssm", "d_model", self.d_model, 1)
+        check_at_least("ssm", "n_layers", self.n_layers, 1)
+        check_at_least("ssm", "state_size", self.state_size, 2, even=True)  # conjugate pairs
+        check_choice("ssm", "norm", self.norm, NORMS)
+
 
 @dataclasses.dataclass
 class S4Options(SSMOptions):
     l_max: Optional[int] = None  # kernel length (needed for step mode); the input length when unset
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_at_least("s4", "l_max", self.l_max, 1)
 
 
 @dataclasses.dataclass
 class S4DOptions(SSMOptions):
     a_init: str = "legs"  # "legs", "lin" or "inv"
     disc: str = "zoh"  # "zoh" or "bilinear"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("s4d", "a_init", self.a_init, S4D_INITS)
+        check_choice("s4d", "disc", self.disc, DISCRETIZATIONS)
 
 
 def _stack(opts: SSMOptions, make_ssm) -> nn.Module:

@@ -8,7 +8,9 @@ from typing import Optional
 
 import flax.linen as nn
 
+from seqjax.errors import UserError
 from seqjax.layers.tcn import TCN, levels_for_context, receptive_field
+from seqjax.models.checks import check_at_least
 from seqjax.models.registry import register_backbone
 
 __all__ = ["TCNOptions", "build_tcn", "check_receptive_field", "levels_for_context"]
@@ -27,6 +29,14 @@ class TCNOptions:
     kernel_size: int = 3
     dropout: float = 0.0
     weight_norm: bool = False
+
+    def __post_init__(self) -> None:
+        for key in ("channels", "levels", "kernel_size"):
+            check_at_least("tcn", key, getattr(self, key), 1)
+        if self.channel_sizes is not None and (not self.channel_sizes or min(self.channel_sizes) < 1):
+            raise UserError(f"tcn: channel_sizes={self.channel_sizes} must be a non-empty list of positive widths")
+        if not 0.0 <= self.dropout < 1.0:
+            raise UserError(f"tcn: dropout={self.dropout} must be in [0, 1)")
 
     def widths(self) -> list[int]:
         return list(self.channel_sizes) if self.channel_sizes else [self.channels] * self.levels

@@ -34,6 +34,7 @@ def _run(capsys, argv: list[str]) -> tuple[int, list[str]]:
         (["train", EXP, "task.name=copy", "model.bidirectional=true"], ["not causal"]),
         (["train", EXP, "optim.schedule=linear"], ["optim.schedule", "constant, warmup_cosine"]),
         (["train", EXP, "optim.weight_decay=0.1"], ["weight_decay", "adamw"]),
+        (["train", EXP, "train.best_metric=acc"], ["train.best_metric='acc'", "choose one of loss, mse, solved"]),
         (["eval", "/nonexistent/run"], ["/nonexistent/run", "not found"]),
     ],
 )

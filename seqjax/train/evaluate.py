@@ -18,6 +18,12 @@ from seqjax.errors import UserError
 from seqjax.train.distributed import batch_sharding, check_divisible, data_mesh
 
 
+def _global(x: Any, sharding: Any) -> jax.Array:
+    """A global array sharded by ``sharding`` from a host copy every process holds in full (multi-host safe)."""
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+
 def evaluate(eval_fn: Callable, params: Any, data: dict, batch_size: int, mesh: Any) -> dict[str, float]:
     """Example-weighted mean of ``eval_fn(params, piece)`` over ``data`` cut into ``batch_size`` pieces."""
     n = int(jax.tree.leaves(data)[0].shape[0])
@@ -27,7 +33,7 @@ def evaluate(eval_fn: Callable, params: Any, data: dict, batch_size: int, mesh: 
     for start in range(0, n, batch_size):
         piece = jax.tree.map(lambda x: x[start:start + batch_size], data)
         size = int(jax.tree.leaves(piece)[0].shape[0])
-        metrics = jax.device_get(eval_fn(params, jax.device_put(piece, sharding)))
+        metrics = jax.device_get(eval_fn(params, jax.tree.map(lambda x: _global(x, sharding), piece)))
         for k, v in metrics.items():
             totals[k] = totals.get(k, 0.0) + size * float(np.asarray(v))
     return {k: v / n for k, v in totals.items()}

@@ -106,6 +106,7 @@ class Trainer:
 
     def run(self) -> dict:
         cfg, t = self.cfg, self.cfg.train
+        self._check_best_metric()
         run_dir = prepare_run_dir(cfg)
         started = time.time()
         ckpt = self.checkpoints()
@@ -153,6 +154,16 @@ class Trainer:
             if writer:
                 writer.close()
         return self._summarize(run_dir, state, writer.rows if writer else [], started, start)
+
+    def _check_best_metric(self) -> None:
+        """``train.best_metric`` must be one of the validation metrics (found by tracing, no compute)."""
+        t = self.cfg.train
+        params = jax.eval_shape(self.workload.init, self._init_key)
+        example = jax.tree.map(lambda x: x[: t.eval_batch_size], self.workload.eval_set("val", t.eval_batch_size))
+        names = sorted(jax.eval_shape(self._eval_step, params, example))
+        if t.best_metric not in names:
+            raise UserError(f"train.best_metric={t.best_metric!r} is not a validation metric of this task: "
+                            f"choose one of {', '.join(names)}")
 
     def _report(self, bar: Any, step: int, val: dict[str, float]) -> None:
         baseline = self.workload.baseline

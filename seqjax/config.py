@@ -16,7 +16,8 @@ Parts live in ``<root>/models``, ``<root>/tasks`` and ``<root>/optim`` where ``<
 of the experiment file's folder (``configs/``); a value ending in ``.yaml`` is a path relative to the
 experiment file instead.  Layers merge in order -- parts, the experiment file, then command-line
 overrides (``model.hidden_size=256 optim.lr=3e-3``) -- with OmegaConf structured configs, so every
-layer is checked against a typed schema:
+layer is checked against a typed schema.  A command-line ``model=gru`` (``task=...``, ``optim=...``)
+swaps the part file itself, like a Hydra group override.  Schemas:
 
 * top level, ``optim`` and ``train``: the dataclasses below;
 * ``task``: ``name`` plus the registered task's options dataclass

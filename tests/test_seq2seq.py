@@ -87,13 +87,16 @@ def test_scheduled_sampling_rates():
     assert not np.allclose(always.apply(v, SRC, SRC_LEN, other)[0], a)  # teacher forcing does read them
 
 
-def test_bidirectional_decoder_rejected(capsys):
+def test_bidirectional_decoder_and_wrong_workload_rejected(capsys):
     with pytest.raises(UserError, match="decoder generates left to right"):
         Seq2SeqOptions(decoder_bidirectional=True)
     code = main(["train", "configs/experiments/seq2seq_reverse.yaml", "model.decoder_bidirectional=true"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert "decoder_bidirectional" in err and "encoder_bidirectional=true" in err
+    code = main(["train", "configs/experiments/seq2seq_reverse.yaml", "workload=supervised", "model=lstm"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "set 'workload: seq2seq'" in err
 
 
 def test_reverse_sort_tasks_match_definition():

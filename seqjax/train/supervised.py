@@ -12,11 +12,12 @@ from typing import Any
 import jax
 
 from seqjax.config import options_of, with_name
+from seqjax.errors import UserError
 from seqjax.models.build import build_model, check_causal
 from seqjax.models.registry import get_backbone
 from seqjax.models.tcn import check_receptive_field
 from seqjax.optim_groups import SSM_BACKBONES, ssm_param_labels
-from seqjax.tasks import Task, get_task
+from seqjax.tasks import TASK_KINDS, Task, get_task
 from seqjax.train.workload import Workload, WorkloadSpec, register_workload, task_data
 
 MODEL_EXTRA = (("embed_dim", int, dataclasses.field(default=32)),)  # token-input embedding width
@@ -30,6 +31,9 @@ def model_schema(name: str) -> type:
 def _task_and_options(cfg: Any) -> tuple[Task, Any]:
     task_spec = get_task(cfg.task.name)
     task = task_spec.make(options_of(cfg.task, task_spec.options))
+    if task.kind not in TASK_KINDS:  # e.g. a seq2seq task, which has its own workload
+        raise UserError(f"task {cfg.task.name!r} is a {task.kind} task: set 'workload: {task.kind}' in the "
+                        f"experiment (the supervised workload takes {', '.join(TASK_KINDS)} tasks)")
     return task, options_of(cfg.model, get_backbone(cfg.model.name).options)
 
 

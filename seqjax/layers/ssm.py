@@ -94,7 +94,8 @@ class S4(nn.Module):
     Cauchy method needs the bilinear transform (as in the S4 paper); for ZOH
     use :class:`S4D`. The step form rebuilds dense
     ``Abar [H, N, N]`` and ``C = C~ (I - Abar^L)^{-1}``, so it needs ``l_max``;
-    its state is ``h [batch, H, N]`` (both conjugates).
+    its state is ``h [batch, H, N]`` (both conjugates). Rebuilding costs
+    ``O(H N^3 log l_max)`` per token; :class:`S4D` streams in ``O(H N)``.
     """
 
     features: int

@@ -93,7 +93,7 @@ def scan_chunks(
         return y.reshape(y.shape[0], n * chunk_size, *y.shape[3:])[:, :steps]
 
     chunks = tuple(split(x, v) for x, v in zip(xs, pad_values))
-    carry, ys = jax.lax.scan(jax.checkpoint(body) if remat else body, carry, chunks)
+    carry, ys = jax.lax.scan(jax.checkpoint(body, prevent_cse=False) if remat else body, carry, chunks)
     return carry, jax.tree.map(join, ys)
 
 

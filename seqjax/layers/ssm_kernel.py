@@ -63,7 +63,7 @@ def state_sum(term: Callable[..., Array], *xs: Array, block: int = STATE_BLOCK) 
         return acc + term(*xb).sum(axis=-2), None
 
     first = jax.eval_shape(lambda *b: term(*b).sum(axis=-2), *[bl[0] for bl in blocks])
-    acc, _ = jax.lax.scan(jax.checkpoint(body), jnp.zeros(first.shape, first.dtype), tuple(blocks))
+    acc, _ = jax.lax.scan(jax.checkpoint(body, prevent_cse=False), jnp.zeros(first.shape, first.dtype), tuple(blocks))
     return acc
 
 

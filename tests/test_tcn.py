@@ -131,3 +131,16 @@ def test_receptive_field_warning_names_the_numbers():
 def test_bad_options_give_one_line_errors(bad, message):
     with pytest.raises(UserError, match=message):
         TCNOptions(**bad)
+
+
+@pytest.mark.parametrize("dilation", [1, 3])
+def test_depthwise_causal_conv_equals_xla_grouped_convolution(dilation):
+    from seqjax.layers.conv import causal_conv
+
+    x = jax.random.normal(jax.random.key(0), (2, 17, 5))
+    kernel = jax.random.normal(jax.random.key(1), (4, 1, 5))
+    pad = 3 * dilation
+    reference = jax.lax.conv_general_dilated(
+        x, kernel, (1,), [(pad, 0)], rhs_dilation=(dilation,), dimension_numbers=("NWC", "WIO", "NWC"),
+        feature_group_count=5)
+    np.testing.assert_allclose(causal_conv(x, kernel, dilation, groups=5), reference, rtol=1e-5, atol=1e-5)

@@ -49,7 +49,7 @@ class MambaBlock(nn.Module):
     dt_rank: int | None = None  # default ceil(d_model / 16)
     dt_min: float = 1e-3
     dt_max: float = 1e-1
-    chunk_size: int | None = 64
+    chunk_size: int | None = 16
     scan_method: str = "auto"
 
     def setup(self) -> None:

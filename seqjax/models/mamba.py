@@ -28,7 +28,7 @@ class MambaOptions:
     dt_max: float = 1e-1
     norm: str = "rms"  # "rms" or "layer"
     dropout: float = 0.0
-    chunk_size: Optional[int] = 64  # None: one chunk (holds [batch, L, d_inner, d_state])
+    chunk_size: Optional[int] = 16  # None: one chunk (holds [batch, L, d_inner, d_state])
     scan_method: str = "auto"  # linear_scan method inside a chunk
 
     def __post_init__(self) -> None:

@@ -23,6 +23,7 @@ from seqjax.models.recurrent import RecurrentOptions
 from seqjax.tasks import fixed_split, make_task
 from seqjax.tasks.adding import AddingOptions
 from seqjax.tasks.copy_memory import CopyOptions
+from seqjax.errors import UserError
 from seqjax.train.evaluate import evaluate_run
 from seqjax.train.loop import Diverged, Trainer
 from seqjax.train.optim import make_optimizer, make_schedule
@@ -218,6 +219,16 @@ def test_run_dir_summary_and_eval(tmp_path):
     preds = np.asarray(model.apply({"params": state.params}, test["inputs"]), np.float64)
     mse = np.mean((preds - np.asarray(test["targets"], np.float64)) ** 2)
     np.testing.assert_allclose(result["metrics"]["mse"], mse, rtol=1e-5)
+
+    # the same parameters on a longer task (length generalization), written to its own file
+    longer = cfg.task.seq_len * 2
+    result = evaluate_run(str(tmp_path), overrides=[f"task.seq_len={longer}"])
+    assert json.loads((tmp_path / f"eval_test_seq_len{longer}.json").read_text()) == result
+    test = fixed_split(make_task("adding", AddingOptions(seq_len=longer)), cfg.data_seed, "test", cfg.train.test_examples)
+    preds = np.asarray(model.apply({"params": state.params}, test["inputs"]), np.float64)
+    np.testing.assert_allclose(result["metrics"]["mse"], np.mean((preds - np.asarray(test["targets"])) ** 2), rtol=1e-5)
+    with pytest.raises(UserError, match="only task.* keys"):
+        evaluate_run(str(tmp_path), overrides=["model.hidden_size=4"])
 
 
 def test_short_run_beats_the_adding_baseline(tmp_path):

@@ -33,7 +33,7 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from seqjax.train.evaluate import evaluate_run
 
-    result = evaluate_run(args.run_dir, split=args.split, step=args.step)
+    result = evaluate_run(args.run_dir, split=args.split, step=args.step, overrides=args.overrides)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -48,4 +48,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("run_dir", help="a run directory written by `seqjax train`")
     ev.add_argument("--split", default="test", choices=("val", "test"))
     ev.add_argument("--step", type=int, default=None, help="a checkpoint step instead of the best one")
+    ev.add_argument("overrides", nargs="*", metavar="task.KEY=VALUE",
+                    help="score on a changed task, e.g. task.seq_len=1024 (length generalization)")
     ev.set_defaults(func=_eval)

@@ -2,6 +2,8 @@
 
 ``seqjax eval RUN_DIR`` (:func:`evaluate_run`) restores the best checkpoint (by the validation metric)
 and scores it on the fixed test set, writing ``eval_<split>.json`` beside the run's summary.
+``task.*`` overrides score the same parameters on a changed task, e.g. ``task.seq_len=1024`` for length
+generalization (written to ``eval_<split>_<overrides>.json``).
 """
 
 from __future__ import annotations
@@ -39,11 +41,15 @@ def evaluate(eval_fn: Callable, params: Any, data: dict, batch_size: int, mesh: 
     return {k: v / n for k, v in totals.items()}
 
 
-def evaluate_run(run_dir: str, split: str = "test", step: int | None = None) -> dict:
+def evaluate_run(run_dir: str, split: str = "test", step: int | None = None, overrides: list[str] = ()) -> dict:
     """Score the run's best (or ``step``'s) checkpoint on the fixed ``split``; writes ``eval_<split>.json``."""
     from seqjax.train.loop import Trainer  # the same model, state and shardings as training
 
-    cfg = load_config(run_dir)
+    bad = [o for o in overrides if not o.startswith("task.")]
+    if bad:
+        raise UserError(f"eval override {bad[0]!r} is not allowed: only task.* keys can change for a trained model, "
+                        "e.g. task.seq_len=1024")
+    cfg = load_config(run_dir, list(overrides))
     trainer = Trainer(cfg)
     ckpt = trainer.checkpoints()
     steps = ckpt.steps()
@@ -57,6 +63,7 @@ def evaluate_run(run_dir: str, split: str = "test", step: int | None = None) -> 
     examples = cfg.train.test_examples if split == "test" else cfg.train.eval_examples
     metrics = trainer.evaluate(state.params, split, examples)
     result = {"split": split, "step": step, "examples": examples, "metrics": metrics,
-              "baseline": trainer.workload.baseline}
-    (Path(run_dir) / f"eval_{split}.json").write_text(json.dumps(result, indent=2) + "\n")
+              "baseline": trainer.workload.baseline, "overrides": list(overrides)}
+    suffix = "".join(f"_{o.removeprefix('task.').replace('=', '')}" for o in overrides)
+    (Path(run_dir) / f"eval_{split}{suffix}.json").write_text(json.dumps(result, indent=2) + "\n")
     return result

@@ -99,3 +99,16 @@ def test_half_written_temporary_checkpoint_is_ignored(finished, tmp_path, capsys
     ckpt.close()
     assert int(state.step) == 40 and not partial.exists()
     assert "unreadable" not in capsys.readouterr().err
+
+
+def test_eval_of_an_unreadable_checkpoint_is_one_clear_error(finished, tmp_path):
+    from seqjax.errors import UserError
+    from seqjax.train.evaluate import evaluate_run
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished[0], run_dir)
+    (run_dir / "config.yaml").write_text((finished[0] / "config.yaml").read_text().replace(
+        str(finished[0]), str(run_dir)))
+    _missing_item(run_dir / "checkpoints" / "40")
+    with pytest.raises(UserError, match=r"checkpoint at step 40 .* cannot be read.*--step"):
+        evaluate_run(str(run_dir), step=40)

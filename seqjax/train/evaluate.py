@@ -58,8 +58,14 @@ def evaluate_run(run_dir: str, split: str = "test", step: int | None = None, ove
     step = ckpt.best_step() if step is None else step
     if step not in steps:
         raise UserError(f"no checkpoint at step {step} in {run_dir}: choose one of {', '.join(map(str, steps))}")
-    state = ckpt.restore(step, trainer.init_state())
-    ckpt.close()
+    try:
+        state = ckpt.restore(step, trainer.init_state())
+    except Exception as e:  # orbax/tensorstore raise many types for unreadable checkpoints
+        raise UserError(f"the checkpoint at step {step} in {run_dir} cannot be read ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0][:160]}); pick another with --step "
+                        f"({', '.join(map(str, steps))})") from None
+    finally:
+        ckpt.close()
     examples = cfg.train.test_examples if split == "test" else cfg.train.eval_examples
     metrics = trainer.evaluate(state.params, split, examples)
     result = {"split": split, "step": step, "examples": examples, "metrics": metrics,

@@ -77,7 +77,7 @@ def _compose_step(input_proj, recur):
 
 
 def _gated(update, hidden, dtype):
-    """``(recur, step)`` of a cell whose gates are one affine map of ``[h_{t-1}, x_t]``, ``z = update`` input.
+    """``(recur, step)`` of a cell whose gate pre-activations ``z`` are one affine map of ``[h_{t-1}, x_t]``.
 
     ``recur`` adds ``h W_h`` to a precomputed ``xp = x W_x + b``; ``step`` computes
     ``z = [h, x] [W_h; W_x] + b`` as a single matmul, which measured faster than two on CPU

@@ -152,14 +152,18 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> DictConfig:
         try:
             schema = OmegaConf.merge(schema, layer)
         except OmegaConfBaseException as e:
-            msg = str(getattr(e, "msg", e)).splitlines()[0]
-            raise UserError(f"{source}: {e.full_key}: {msg}") from None
+            raise UserError(f"{source}: {omegaconf_message(e)}") from None
     _check_values(schema, layers)
     if workload.validate is not None:
         workload.validate(schema)
     if schema.run_dir is None:
         schema.run_dir = str(Path("runs") / schema.name)
     return schema
+
+
+def omegaconf_message(error: OmegaConfBaseException) -> str:
+    """``"<full key>: <first line of OmegaConf's message>"`` for a one-line error."""
+    return f"{getattr(error, 'full_key', '') or ''}: {str(getattr(error, 'msg', error)).splitlines()[0]}"
 
 
 def to_yaml(cfg: DictConfig) -> str:

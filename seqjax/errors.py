@@ -3,3 +3,9 @@
 
 class UserError(ValueError):
     """Bad input from the user (config, file, shape, option). The CLI prints ``error: <message>`` and exits 2."""
+
+
+def describe(error: BaseException, limit: int = 200) -> str:
+    """``"<Type>: <first line of the message>"``, cut to ``limit`` characters, for one-line reports."""
+    lines = str(error).splitlines()
+    return f"{type(error).__name__}: {lines[0][:limit]}" if lines else type(error).__name__

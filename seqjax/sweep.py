@@ -32,7 +32,7 @@ from typing import Any, Optional
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from seqjax.config import load_config
+from seqjax.config import load_config, omegaconf_message
 from seqjax.errors import UserError
 from seqjax.report import SWEEP_RECORD
 
@@ -65,7 +65,7 @@ def load_sweep(path: str | Path) -> tuple[SweepConfig, list[Path]]:
         spec = OmegaConf.merge(OmegaConf.structured(SweepConfig), OmegaConf.load(path))
         spec = OmegaConf.to_object(spec)
     except OmegaConfBaseException as e:
-        raise UserError(f"{path}: {getattr(e, 'full_key', '') or ''}: {str(getattr(e, 'msg', e)).splitlines()[0]}; "
+        raise UserError(f"{path}: {omegaconf_message(e)}; "
                         f"allowed keys: {', '.join(f.name for f in dataclasses.fields(SweepConfig))}") from None
     if not spec.seeds:
         raise UserError(f"{path}: seeds is empty: give at least one seed, e.g. 'seeds: [0]'")

@@ -35,7 +35,7 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from seqjax.benchmarks.backbones import module_program  # noqa: E402
+from seqjax.benchmarks.workloads import jax_program  # noqa: E402
 from seqjax.benchmarks.timing import blocking, time_interleaved  # noqa: E402
 from seqjax.diagnostics import count_params  # noqa: E402
 from seqjax.layers.tcn import levels_for_context  # noqa: E402
@@ -78,7 +78,7 @@ def measure(lengths: list[int], batch: int, repeats: int) -> list[dict[str, Any]
         for name in FAMILIES:
             module = build(name, length)
             variables = module.init(jax.random.key(0), jnp.asarray(x))
-            program = module_program(module, x)
+            program = jax_program(module.apply, variables, x)
             step_fn, state_bytes = streaming(module, variables, batch)
             train[name], step[name] = program.train_step, step_fn
             rows.append({"family": name, "L": length, "params": count_params(variables),

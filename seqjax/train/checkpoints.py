@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import AnyPreservationPolicy, BestN, LatestN
 
+from seqjax.errors import describe
 from seqjax.train.state import TrainState
 
 
@@ -79,7 +80,6 @@ class Checkpoints:
             try:
                 return self.restore(step, like)
             except Exception as e:  # orbax/tensorstore raise many types for damaged files
-                reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
                 self.quarantine.mkdir(parents=True, exist_ok=True)
                 target = self.quarantine / f"{step}"
                 shutil.rmtree(target, ignore_errors=True)
@@ -88,6 +88,6 @@ class Checkpoints:
                 self.manager = self._open()
                 earlier = [s for s in self.steps() if s < step]
                 fallback = f"falling back to step {earlier[-1]}" if earlier else "no earlier checkpoint: starting fresh"
-                self.log(f"warning: checkpoint at step {step} is unreadable ({type(e).__name__}: {reason}); "
+                self.log(f"warning: checkpoint at step {step} is unreadable ({describe(e)}); "
                          f"moved to {target}; {fallback}")
         return None

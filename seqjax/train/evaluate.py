@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from seqjax.config import load_config
-from seqjax.errors import UserError
+from seqjax.errors import UserError, describe
 from seqjax.train.distributed import batch_sharding, check_divisible, data_mesh
 
 
@@ -61,9 +61,8 @@ def evaluate_run(run_dir: str, split: str = "test", step: int | None = None, ove
     try:
         state = ckpt.restore(step, trainer.init_state())
     except Exception as e:  # orbax/tensorstore raise many types for unreadable checkpoints
-        raise UserError(f"the checkpoint at step {step} in {run_dir} cannot be read ({type(e).__name__}: "
-                        f"{str(e).splitlines()[0][:160]}); pick another with --step "
-                        f"({', '.join(map(str, steps))})") from None
+        raise UserError(f"the checkpoint at step {step} in {run_dir} cannot be read ({describe(e)}); "
+                        f"pick another with --step ({', '.join(map(str, steps))})") from None
     finally:
         ckpt.close()
     examples = cfg.train.test_examples if split == "test" else cfg.train.eval_examples

@@ -29,6 +29,8 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from seqjax.bptt import FusedBPTT
+from seqjax.cell_bptt import gru_reset_after_bptt, lstm_bptt, preactivation, rnn_bptt
 from seqjax.initializers import RECURRENT_INITS, recurrent_init, input_init
 
 Array = jax.Array
@@ -57,6 +59,8 @@ class Cell(NamedTuple):
       input_size: ``params -> int``, the feature size the params expect.
       hidden_size: width of ``h_t``.
       name: ``"rnn"``, ``"lstm"`` or ``"gru"``.
+      bptt: the hand-derived backward pass (:mod:`seqjax.cell_bptt`) that
+        :func:`seqjax.scan.run` uses for gradients, or None (autodiff only).
     """
 
     init: Callable[[Array, int], Params]
@@ -67,6 +71,7 @@ class Cell(NamedTuple):
     input_size: Callable[[Params], int]
     hidden_size: int
     name: str
+    bptt: FusedBPTT | None = None
 
 
 def _compose_step(input_proj, recur):
@@ -88,9 +93,7 @@ def _gated(update, hidden, dtype):
         return update(carry, xp + hidden(carry) @ params["w_h"].astype(dtype))
 
     def step(params: Params, carry: Carry, x_t: Array) -> tuple[Carry, Array]:
-        w = jnp.concatenate([params["w_h"], params["w_x"]], axis=0).astype(dtype)
-        hx = jnp.concatenate([hidden(carry), x_t.astype(dtype)], axis=-1)
-        return update(carry, hx @ w + params["b"].astype(dtype))
+        return update(carry, preactivation(params, hidden(carry), x_t, dtype))
 
     return recur, step
 
@@ -138,7 +141,7 @@ def _init_weights(key, input_size, hidden_size, gates, *, param_dtype, recurrent
     }
 
 
-_ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
+ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
 
 
 def rnn(
@@ -163,9 +166,9 @@ def rnn(
         equals this number (for vanishing/exploding-gradient studies).
       dtype: computation dtype.  param_dtype: parameter storage dtype.
     """
-    _check_choice("activation", activation, tuple(_ACTIVATIONS))
+    _check_choice("activation", activation, tuple(ACTIVATIONS))
     _check_weight_options(recurrent, spectral_norm)
-    act = _ACTIVATIONS[activation]
+    act = ACTIVATIONS[activation]
 
     def init(key: Array, input_size: int) -> Params:
         params = _init_weights(
@@ -181,7 +184,7 @@ def rnn(
 
     recur, step = _gated(update, lambda h: h, dtype)
     return Cell(init, _zeros_carry(hidden_size, dtype), _affine_input(dtype), recur, step,
-                _input_size, hidden_size, "rnn")
+                _input_size, hidden_size, "rnn", rnn_bptt(activation, dtype))
 
 
 def lstm(
@@ -235,7 +238,7 @@ def lstm(
         return LSTMCarry(h=h, c=c), h
 
     recur, step = _gated(update, lambda carry: carry.h, dtype)
-    return Cell(init, initial_carry, _affine_input(dtype), recur, step, _input_size, H, "lstm")
+    return Cell(init, initial_carry, _affine_input(dtype), recur, step, _input_size, H, "lstm", lstm_bptt(dtype))
 
 
 GRU_VARIANTS = ("reset_after", "cho")
@@ -301,8 +304,9 @@ def gru(
         return h, h
 
     input_proj = _affine_input(dtype)
+    fused = gru_reset_after_bptt(dtype) if variant == "reset_after" else None
     return Cell(init, _zeros_carry(H, dtype), input_proj, recur,
-                _compose_step(input_proj, recur), _input_size, H, "gru")
+                _compose_step(input_proj, recur), _input_size, H, "gru", fused)
 
 
 CELLS: dict[str, Callable[..., Cell]] = {"rnn": rnn, "lstm": lstm, "gru": gru}

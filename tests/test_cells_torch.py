@@ -128,3 +128,43 @@ def test_padded_bidirectional_stack_matches_torch_packed(kind, make_kind_cell, r
     params = randomize(model.init(jax.random.key(0), jnp.asarray(xs))["params"], seed=7)
     carries, ys = model.apply({"params": params}, jnp.asarray(xs), jnp.asarray(lengths), return_carry=True)
     _assert_match(kind, ys, carries, *run_torch(to_torch(kind, stack_layers(params), I), xs, lengths))
+
+
+@torch_kind
+@pytest.mark.parametrize("padded", [False, True])
+def test_gradients_match_torch(kind, padded, make_kind_cell, randomize):
+    """Parameter and input gradients of ``sum(y ⊙ U) + sum(h_T ⊙ V)`` against torch autograd.
+
+    An independent reference for the hand-derived backward pass (:mod:`seqjax.bptt`), which
+    ``scan.run`` uses by default; with ``padded``, through torch's packed sequences.
+    """
+    cell = make_kind_cell(kind, H)
+    params = randomize(cell.init(jax.random.key(0), I), seed=8)
+    xs, lengths = _inputs(9), (np.array([T, 2, 5]) if padded else None)
+    rng = np.random.default_rng(10)
+    u, v = rng.normal(size=(B, T, H)).astype(np.float32), rng.normal(size=(B, H)).astype(np.float32)
+
+    def loss(p, x):
+        carry, ys = scan.run(cell, p, x, lengths=None if lengths is None else jnp.asarray(lengths))
+        h_t = carry.h if kind == "lstm" else carry
+        return jnp.sum(ys * u) + jnp.sum(h_t * v)
+
+    g_params, g_xs = jax.grad(loss, argnums=(0, 1))(params, jnp.asarray(xs))
+
+    module = to_torch(kind, [[params]], I)
+    x = _t(xs).requires_grad_(True)
+    packed = x if lengths is None else torch.nn.utils.rnn.pack_padded_sequence(
+        x, torch.as_tensor(lengths), batch_first=True, enforce_sorted=False)
+    out, state = module(packed)
+    if lengths is not None:
+        out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=T)
+    h_n = state[0] if isinstance(state, tuple) else state
+    (torch.sum(out * _t(u)) + torch.sum(h_n[0] * _t(v))).backward()
+
+    close = lambda got, want: np.testing.assert_allclose(got, want, atol=2e-5, rtol=2e-5)  # noqa: E731
+    close(g_xs, x.grad.numpy())
+    close(g_params["w_x"], module.weight_ih_l0.grad.numpy().T)
+    close(g_params["w_h"], module.weight_hh_l0.grad.numpy().T)
+    close(g_params["b"], module.bias_ih_l0.grad.numpy())
+    if "b_hn" in g_params:
+        close(g_params["b_hn"], module.bias_hh_l0.grad.numpy()[2 * H:])

@@ -36,6 +36,10 @@ def _run(capsys, argv: list[str]) -> tuple[int, list[str]]:
         (["train", EXP, "optim.weight_decay=0.1"], ["weight_decay", "adamw"]),
         (["train", EXP, "train.best_metric=acc"], ["train.best_metric='acc'", "choose one of loss, mse, solved"]),
         (["eval", "/nonexistent/run"], ["/nonexistent/run", "not found"]),
+        (["train", EXP, "model.bptt=manual"], ["unknown bptt 'manual'", "'fused', 'autodiff'"]),
+        (["train", EXP, "model.recurrent_init=xavier"], ["unknown recurrent_init 'xavier'", "'orthogonal'"]),
+        (["train", EXP, "model.merge=max"], ["unknown merge 'max'", "'concat', 'sum', 'mean'"]),
+        (["train", EXP, "model.dropout=1.5"], ["dropout=1.5", "[0, 1)"]),
     ],
 )
 def test_bad_input_exits_2_with_one_line(capsys, argv, fragments, tmp_path):

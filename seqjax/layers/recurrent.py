@@ -49,6 +49,7 @@ class Recurrent(nn.Module):
     unroll: int = 1
     remat: bool = False
     learned_init: bool = False
+    bptt: str = "fused"
 
     def _learned_carry(self) -> Carry:
         leaves, treedef = jax.tree.flatten(self.cell.initial_carry(()))
@@ -75,7 +76,7 @@ class Recurrent(nn.Module):
         carry, y = scan.run(
             self.cell, params, x,
             lengths=lengths, initial_carry=initial_carry, reverse=self.reverse,
-            unroll=self.unroll, remat=self.remat,
+            unroll=self.unroll, remat=self.remat, bptt=self.bptt,
         )
         return (carry, y) if return_carry else y
 
@@ -111,10 +112,11 @@ class Bidirectional(nn.Module):
     unroll: int = 1
     remat: bool = False
     learned_init: bool = False
+    bptt: str = "fused"
 
     def setup(self) -> None:
         scan.check_merge(self.merge)
-        options = dict(unroll=self.unroll, remat=self.remat, learned_init=self.learned_init)
+        options = dict(unroll=self.unroll, remat=self.remat, learned_init=self.learned_init, bptt=self.bptt)
         self.forward = Recurrent(self.cell, **options)
         self.backward = Recurrent(self.backward_cell or self.cell, reverse=True, **options)
 
@@ -148,11 +150,12 @@ class StackedRNN(nn.Module):
     unroll: int = 1
     remat: bool = False
     learned_init: bool = False
+    bptt: str = "fused"
 
     def setup(self) -> None:
         if not self.cells:
             raise ValueError("StackedRNN needs at least one cell; give hidden_sizes a non-empty list")
-        options = dict(unroll=self.unroll, remat=self.remat, learned_init=self.learned_init)
+        options = dict(unroll=self.unroll, remat=self.remat, learned_init=self.learned_init, bptt=self.bptt)
         if self.bidirectional:
             self.layers = [Bidirectional(c, merge=self.merge, **options) for c in self.cells]
         else:

@@ -7,9 +7,13 @@ from typing import Optional
 
 import flax.linen as nn
 
-from seqjax.cells import make_cell
+from seqjax.cells import ACTIVATIONS, GRU_VARIANTS, make_cell
+from seqjax.errors import UserError
+from seqjax.initializers import RECURRENT_INITS
 from seqjax.layers import StackedRNN
+from seqjax.models.checks import check_at_least, check_choice
 from seqjax.models.registry import register_backbone
+from seqjax.scan import BPTT_MODES, MERGE_MODES
 
 
 @dataclasses.dataclass
@@ -29,11 +33,26 @@ class RecurrentOptions:
     learned_init: bool = False
     unroll: int = 1
     remat: bool = False
+    bptt: str = "fused"  # or "autodiff" (JAX's transpose of the scan; supports jax.jvp)
     activation: str = "tanh"  # rnn only
     forget_bias: float = 1.0  # lstm only
     variant: str = "reset_after"  # gru only: "reset_after" or "cho"
     recurrent_init: str = "orthogonal"
     spectral_norm: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        name = "recurrent model"
+        for key in ("hidden_size", "num_layers", "unroll"):
+            check_at_least(name, key, getattr(self, key), 1)
+        if self.hidden_sizes is not None and (not self.hidden_sizes or min(self.hidden_sizes) < 1):
+            raise UserError(f"{name}: hidden_sizes={self.hidden_sizes} must be a non-empty list of positive widths")
+        for key, allowed in [("merge", MERGE_MODES), ("bptt", BPTT_MODES), ("activation", ACTIVATIONS),
+                             ("variant", GRU_VARIANTS), ("recurrent_init", RECURRENT_INITS)]:
+            check_choice(name, key, getattr(self, key), allowed)
+        if not 0.0 <= self.dropout < 1.0:
+            raise UserError(f"{name}: dropout={self.dropout} must be in [0, 1)")
+        if self.spectral_norm is not None and not self.spectral_norm > 0:
+            raise UserError(f"{name}: spectral_norm={self.spectral_norm} must be positive (sigma_max of W_h)")
 
 
 _CELL_ONLY = {"rnn": ("activation",), "lstm": ("forget_bias",), "gru": ("variant",)}
@@ -49,7 +68,7 @@ def _build(name: str):
         )
         return StackedRNN(
             cells=cells, bidirectional=opts.bidirectional, merge=opts.merge, dropout=opts.dropout,
-            unroll=opts.unroll, remat=opts.remat, learned_init=opts.learned_init,
+            unroll=opts.unroll, remat=opts.remat, learned_init=opts.learned_init, bptt=opts.bptt,
         )
 
     return build

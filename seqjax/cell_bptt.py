@@ -48,6 +48,19 @@ def rnn_bptt(activation: str, dtype: Any) -> FusedBPTT:
     return FusedBPTT(forward, backward, *_array_hidden())
 
 
+def lstm_update(carry: Any, z: Array) -> tuple[Any, Array, tuple[Array, ...]]:
+    """The LSTM update from ``z`` (blocks i, f, g, o) to ``(c_t, h_t)``, and the backward's residuals.
+
+    .. math::  c_t = σ(z_f) ⊙ c_{t-1} + σ(z_i) ⊙ \\tanh(z_g), \\qquad h_t = σ(z_o) ⊙ \\tanh(c_t)
+    """
+    i, f, g, o = jnp.split(z, 4, axis=-1)
+    i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+    c = f * carry.c + i * g
+    tau = jnp.tanh(c)
+    h = o * tau
+    return carry._replace(h=h, c=c), h, (carry.c, i, f, g, o, tau)
+
+
 def lstm_bptt(dtype: Any) -> FusedBPTT:
     """LSTM (blocks i, f, g, o); with ``τ = tanh(c_t)``:
 
@@ -58,12 +71,7 @@ def lstm_bptt(dtype: Any) -> FusedBPTT:
         \\bar z &= [\\bar i\\, σ'_i,\\; \\bar f\\, σ'_f,\\; \\bar{\\tilde g} (1 - \\tilde g^2),\\; \\bar o\\, σ'_o]
     """
     def forward(params, carry, x):
-        i, f, g, o = jnp.split(preactivation(params, carry.h, x, dtype), 4, axis=-1)
-        i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
-        c = f * carry.c + i * g
-        tau = jnp.tanh(c)
-        h = o * tau
-        return carry._replace(h=h, c=c), h, (carry.c, i, f, g, o, tau)
+        return lstm_update(carry, preactivation(params, carry.h, x, dtype))
 
     def backward(params, h_prev, residuals, d_carry, d_y):
         c_prev, i, f, g, o, tau = residuals
@@ -77,7 +85,23 @@ def lstm_bptt(dtype: Any) -> FusedBPTT:
                      lambda d_carry, d_h: d_carry._replace(h=d_carry.h + d_h))
 
 
-def gru_reset_after_bptt(dtype: Any) -> FusedBPTT:
+def gru_reset_after_update(params: Params, h: Array, xp: Array, dtype: Any) -> tuple[Array, Array, tuple[Array, ...]]:
+    """The reset-after GRU update from ``xp = x W_x + b`` (blocks r, z, n), and the backward's residuals.
+
+    .. math::
+        r = σ(x_r + h W_{hr}), \\quad z = σ(x_z + h W_{hz}), \\quad
+        n = \\tanh(x_n + r ⊙ (h W_{hn} + b_{hn})), \\quad h_t = (1 - z) ⊙ n + z ⊙ h
+    """
+    x_r, x_z, x_n = jnp.split(xp, 3, axis=-1)
+    h_r, h_z, h_n = jnp.split(h @ params["w_h"].astype(dtype), 3, axis=-1)
+    r, z = jax.nn.sigmoid(x_r + h_r), jax.nn.sigmoid(x_z + h_z)
+    a = h_n + params["b_hn"].astype(dtype)
+    n = jnp.tanh(x_n + r * a)
+    h_new = (1.0 - z) * n + z * h
+    return h_new, h_new, (r, z, n, a)
+
+
+def gru_reset_after_bptt(input_proj: Callable[[Params, Array], Array], dtype: Any) -> FusedBPTT:
     """Reset-after GRU (blocks r, z, n), with ``a = W_{hn} h_{t-1} + b_{hn}``:
 
     .. math::
@@ -88,13 +112,7 @@ def gru_reset_after_bptt(dtype: Any) -> FusedBPTT:
     """
 
     def forward(params, h, x):
-        x_r, x_z, x_n = jnp.split(x.astype(dtype) @ params["w_x"].astype(dtype) + params["b"].astype(dtype), 3, -1)
-        h_r, h_z, h_n = jnp.split(h @ params["w_h"].astype(dtype), 3, axis=-1)
-        r, z = jax.nn.sigmoid(x_r + h_r), jax.nn.sigmoid(x_z + h_z)
-        a = h_n + params["b_hn"].astype(dtype)
-        n = jnp.tanh(x_n + r * a)
-        h_new = (1.0 - z) * n + z * h
-        return h_new, h_new, (r, z, n, a)
+        return gru_reset_after_update(params, h, input_proj(params, x), dtype)
 
     def backward(params, h_prev, residuals, d_h, d_y):
         r, z, n, a = residuals

@@ -30,7 +30,9 @@ import jax
 import jax.numpy as jnp
 
 from seqjax.bptt import FusedBPTT
-from seqjax.cell_bptt import gru_reset_after_bptt, lstm_bptt, preactivation, rnn_bptt
+from seqjax.cell_bptt import (
+    gru_reset_after_bptt, gru_reset_after_update, lstm_bptt, lstm_update, preactivation, rnn_bptt,
+)
 from seqjax.initializers import RECURRENT_INITS, recurrent_init, input_init
 
 Array = jax.Array
@@ -232,10 +234,7 @@ def lstm(
         return LSTMCarry(h=zeros, c=zeros)
 
     def update(carry: LSTMCarry, z: Array) -> tuple[LSTMCarry, Array]:
-        i, f, g, o = jnp.split(z, 4, axis=-1)
-        c = jax.nn.sigmoid(f) * carry.c + jax.nn.sigmoid(i) * jnp.tanh(g)
-        h = jax.nn.sigmoid(o) * jnp.tanh(c)
-        return LSTMCarry(h=h, c=c), h
+        return lstm_update(carry, z)[:2]
 
     recur, step = _gated(update, lambda carry: carry.h, dtype)
     return Cell(init, initial_carry, _affine_input(dtype), recur, step, _input_size, H, "lstm", lstm_bptt(dtype))
@@ -289,22 +288,20 @@ def gru(
             params["b_hn"] = jnp.zeros((H,), param_dtype)
         return params
 
-    def recur(params: Params, h: Array, xp: Array) -> tuple[Array, Array]:
+    def recur_cho(params: Params, h: Array, xp: Array) -> tuple[Array, Array]:
         w_h = params["w_h"].astype(dtype)
         x_rz, x_n = xp[..., : 2 * H], xp[..., 2 * H :]
-        if variant == "cho":
-            r, z = jnp.split(jax.nn.sigmoid(x_rz + h @ w_h[:, : 2 * H]), 2, axis=-1)
-            n = jnp.tanh(x_n + (r * h) @ w_h[:, 2 * H :])
-            h = (1.0 - z) * h + z * n
-        else:  # all three blocks' W_h h in one matmul
-            hw = h @ w_h
-            r, z = jnp.split(jax.nn.sigmoid(x_rz + hw[..., : 2 * H]), 2, axis=-1)
-            n = jnp.tanh(x_n + r * (hw[..., 2 * H :] + params["b_hn"].astype(dtype)))
-            h = (1.0 - z) * n + z * h
+        r, z = jnp.split(jax.nn.sigmoid(x_rz + h @ w_h[:, : 2 * H]), 2, axis=-1)
+        n = jnp.tanh(x_n + (r * h) @ w_h[:, 2 * H :])
+        h = (1.0 - z) * h + z * n
         return h, h
 
+    def recur_reset_after(params: Params, h: Array, xp: Array) -> tuple[Array, Array]:
+        return gru_reset_after_update(params, h, xp, dtype)[:2]  # all three blocks' W_h h in one matmul
+
     input_proj = _affine_input(dtype)
-    fused = gru_reset_after_bptt(dtype) if variant == "reset_after" else None
+    recur = recur_cho if variant == "cho" else recur_reset_after
+    fused = gru_reset_after_bptt(input_proj, dtype) if variant == "reset_after" else None
     return Cell(init, _zeros_carry(H, dtype), input_proj, recur,
                 _compose_step(input_proj, recur), _input_size, H, "gru", fused)
 

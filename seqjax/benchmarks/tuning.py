@@ -1,12 +1,16 @@
-"""The evidence behind the recurrent defaults: input-projection placement and ``unroll``.
+"""The evidence behind the recurrent defaults: input-projection placement, the backward pass and ``unroll``.
 
 ``python -m seqjax.benchmarks.tuning [cell ...]`` times, interleaved with the
 Flax linen peer, the seqjax training step and forward pass of each cell at the
 standard shapes in these variants:
 
-* ``hoist``: ``xp = input_proj(x)`` for all steps before the scan (forced on);
-* ``step-uK``: ``cell.step`` under the scan (the input matmul inside the loop),
-  ``lax.scan(..., unroll=K)`` for K in 1, 2, 4, 8.
+* ``hoist``: ``xp = input_proj(x)`` for all steps before the scan (forced on),
+  differentiated by autodiff;
+* ``autodiff``: ``cell.step`` under the scan (the input matmul inside the loop),
+  differentiated by JAX's transpose of the scan (``bptt="autodiff"``);
+* ``step-uK``: the default, ``cell.step`` under the scan with the hand-derived
+  backward (``bptt="fused"``, :mod:`seqjax.bptt`), ``lax.scan(..., unroll=K)``
+  for K in 1, 2, 4, 8.
 
 Each line prints the median wall/CPU milliseconds and the speed-ups over Flax
 ``t_flax / t_variant`` (wall/CPU).
@@ -31,6 +35,7 @@ def variants(cell_name: str, shape: Shape, x) -> dict[str, Program]:
     with mock.patch.object(scan, "hoist_input_projection", lambda: True):
         programs = {"hoist": seqjax_recurrent(cell_name, shape, x)}
     with mock.patch.object(scan, "hoist_input_projection", lambda: False):
+        programs["autodiff"] = seqjax_recurrent(cell_name, shape, x, bptt="autodiff")
         programs.update({f"step-u{k}": seqjax_recurrent(cell_name, shape, x, unroll=k) for k in UNROLLS})
     programs["flax"] = peers.flax_recurrent(cell_name, shape, x)
     return programs

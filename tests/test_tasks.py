@@ -128,3 +128,16 @@ def test_associative_recall_definition():
         assert all(y[q] == table[x[q]] and x[q + 1] == table[x[q]] for q in queries)
     with pytest.raises(UserError, match="seq_len must be at least"):
         _task("mqar", seq_len=10, num_pairs=4)
+
+
+@pytest.mark.parametrize("name, options", [
+    ("copy", dict(seq_len=12)), ("selective_copy", dict(seq_len=24, num_tokens=5)),
+    ("induction", dict(seq_len=30)), ("mqar", dict(seq_len=40, num_pairs=5)),
+])
+def test_causal_flag_marks_exactly_the_tasks_whose_answers_are_later_inputs(name, options):
+    """``task.causal`` (a bidirectional model is refused) iff the answers can be read from the future inputs."""
+    task = _task(name, **options)
+    b = jax.tree.map(np.asarray, fixed_split(task, 0, "val", 32))
+    found = [y[t] in x[t + 1:] for x, y, m in zip(b["inputs"], b["targets"], b["mask"]) for t in np.flatnonzero(m)]
+    assert task.causal == all(found)
+    assert task.causal or not any(found)

@@ -124,7 +124,8 @@ def test_registry_and_options():
 
 
 def test_usable_from_config_and_bidirectional_lm_rejected(capsys):
-    """``model.name=transformer`` trains through the supervised workload; the encoder form on a per-step task is refused."""
+    """``model.name=transformer`` trains through the supervised workload; the encoder form is refused on MQAR,
+    whose answers follow their queries in the input."""
     from seqjax.cli import main
     from seqjax.config import load_config
     from seqjax.train.workload import build_workload
@@ -134,6 +135,6 @@ def test_usable_from_config_and_bidirectional_lm_rejected(capsys):
     params = w.init(jax.random.key(0))
     loss, metrics = w.loss(params, w.sample_train(0), jax.random.key(1), True)
     assert np.isfinite(float(loss)) and "accuracy" in metrics
-    assert main(["train", "configs/experiments/copy_transformer.yaml", "model.causal=false"]) == 2
+    assert main(["train", "configs/experiments/copy_transformer.yaml", "task=mqar", "model.causal=false"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "not causal" in err

@@ -36,15 +36,17 @@ class SequenceModel(nn.Module):
 
 
 def check_causal(task: Task, model_name: str, opts: Any) -> None:
-    """Reject a non-causal (e.g. bidirectional) backbone on a task that predicts every step.
+    """Reject a non-causal (e.g. bidirectional) backbone on a task whose targets appear in later inputs.
 
-    A per-step task (``classify_steps``: language modelling, copy memory, sequence labelling scored
-    left to right) must predict step ``t`` from inputs ``<= t``; a backward pass would read the answer.
+    On such a task (``task.causal``: MQAR, where each answer is the token after its query) a backward
+    pass would read the answer.  Elsewhere (copy, selective copying, induction: the answers lie in the
+    past) a bidirectional model is a fair, if different, contender.
     """
-    if task.kind == "classify_steps" and not is_causal(model_name, opts):
+    if task.causal and not is_causal(model_name, opts):
         raise UserError(
-            f"model {model_name!r} is not causal (bidirectional) but task {task.name!r} predicts every step "
-            "from the past: set model.bidirectional=false or use a last-step task"
+            f"model {model_name!r} is not causal (bidirectional) but task {task.name!r} has its answers among the "
+            "later inputs, which a backward pass would read: use a causal model (model.bidirectional=false; "
+            "model.causal=true for the transformer)"
         )
 
 

@@ -55,4 +55,5 @@ def associative_recall(opts: AssociativeRecallOptions) -> Task:
 
     ce = math.log(V // 2)
     baseline = {"loss": ce, "ce": ce, "accuracy": 1.0 / (V // 2)}
-    return Task("mqar", sample, "classify_steps", V, V, V, L, baseline, step_classification_metrics)
+    return Task("mqar", sample, "classify_steps", V, V, V, L, baseline, step_classification_metrics,
+                causal=True)  # each answer is the input token after its query

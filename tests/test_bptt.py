@@ -90,3 +90,21 @@ def test_unknown_bptt_mode_is_one_line(make_kind_cell):
     cell = make_kind_cell("lstm", H)
     with pytest.raises(ValueError, match="unknown bptt 'manual'.*'fused', 'autodiff'"):
         scan.run(cell, cell.init(jax.random.key(0), I), jnp.ones((B, T, I)), bptt="manual")
+
+
+@pytest.mark.parametrize("kind", FUSED_KINDS)
+def test_bfloat16_compute_keeps_float32_parameter_gradients(kind, make_kind_cell, randomize):
+    cell = make_kind_cell(kind, H, dtype=jnp.bfloat16)
+    params = randomize(cell.init(jax.random.key(0), I), seed=1)
+    xs = jnp.asarray(np.random.default_rng(6).normal(size=(B, T, I)), jnp.float32)
+
+    def grad(mode):
+        loss = lambda p: jnp.sum(scan.run(cell, p, xs, lengths=jnp.asarray([T, 3, 5]), bptt=mode)[1]  # noqa: E731
+                                 .astype(jnp.float32) ** 2)
+        return jax.grad(loss)(params)
+
+    fused, autodiff = grad("fused"), grad("autodiff")
+    for k in params:
+        assert fused[k].dtype == jnp.float32
+        scale = float(jnp.max(jnp.abs(autodiff[k])))
+        assert float(jnp.max(jnp.abs(fused[k] - autodiff[k]))) <= 0.05 * scale, k  # bf16 rounding, two orders

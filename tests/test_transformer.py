@@ -138,3 +138,17 @@ def test_usable_from_config_and_bidirectional_lm_rejected(capsys):
     assert main(["train", "configs/experiments/copy_transformer.yaml", "task=mqar", "model.causal=false"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "not causal" in err
+
+
+def test_stepping_past_the_kv_cache_is_refused():
+    """max_len=8: the 9th token has no cache slot; eagerly an error naming the fix, under jit a NaN output."""
+    model, v, x = make()
+    state = model.apply(v, B, method=Transformer.initial_state)
+    step = jax.jit(lambda s, x_t: model.apply(v, s, x_t, method=Transformer.step))
+    for _ in range(8):
+        state, y_t = step(state, x[:, 0])
+        assert np.isfinite(np.asarray(y_t)).all()
+    state_after, y_t = step(state, x[:, 0])
+    assert np.isnan(np.asarray(y_t)).all()
+    with pytest.raises(StreamingError, match="max_len=8 positions.*position 8.*model.max_len"):
+        model.apply(v, state, x[:, 0], method=Transformer.step)

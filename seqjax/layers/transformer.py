@@ -18,7 +18,7 @@ angle ``t * 10000^{-2i/d_h}``, so ``q_t . k_s`` depends on ``t - s`` only.
 Two forms of one causal model: the parallel form over ``[batch, time, features]``, and the step
 form with a KV cache (``initial_state(batch_size)`` / ``step(state, x_t)``) holding every layer's
 keys and values for the ``max_len`` positions; step ``t`` attends to cached positions ``<= t``.
-Steps past ``max_len`` are not supported (the cache is full).  The non-causal (encoder) form has no
+Steps past ``max_len`` are refused (the cache is full): an error, or NaN outputs under ``jit``.  The non-causal (encoder) form has no
 step form and raises :class:`~seqjax.layers.recurrent.StreamingError`.
 """
 
@@ -186,12 +186,23 @@ class Transformer(nn.Module):
         return {"caches": caches, "pos": jnp.zeros((batch_size,), jnp.int32)}
 
     def step(self, state: dict[str, Any], x_t: Array) -> tuple[dict[str, Any], Array]:
-        """One token (dropout off): ``x_t [batch, d_in] -> y_t [batch, d_model]``."""
+        """One token (dropout off): ``x_t [batch, d_in] -> y_t [batch, d_model]``.
+
+        A token past the cache (``pos >= max_len``) raises a :class:`StreamingError` when ``pos`` is
+        concrete; under ``jit`` its output is NaN (the cache has no slot for it), which training's and
+        evaluation's NaN checks report.
+        """
         self._check_streaming()
         pos = state["pos"]
+        if not isinstance(pos, jax.core.Tracer) and int(jnp.max(pos)) >= self.max_len:
+            raise StreamingError(
+                f"the KV cache holds max_len={self.max_len} positions and this token is at position "
+                f"{int(jnp.max(pos))}: build the model with a larger max_len (model.max_len=...)"
+            )
         h = self._embed(x_t, pos)
         caches = []
         for block, cache in zip(self.blocks, state["caches"]):
             cache, h = block.step(cache, h, pos)
             caches.append(cache)
-        return {"caches": caches, "pos": pos + 1}, self.norm(h)
+        y = jnp.where((pos < self.max_len)[:, None], self.norm(h), jnp.nan)
+        return {"caches": caches, "pos": pos + 1}, y

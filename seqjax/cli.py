@@ -14,6 +14,7 @@ import sys
 
 from seqjax import __version__
 from seqjax.errors import UserError
+from seqjax.runtime import keep_freed_memory
 
 COMMANDS: list[str] = ["seqjax.train.command", "seqjax.sweep_command", "seqjax.benchmarks.command"]  # modules with register(subparsers)
 
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    keep_freed_memory()  # before JAX starts its threads; SEQJAX_MALLOC=system opts out
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -22,6 +22,7 @@ import sys
 from unittest import mock
 
 from seqjax import scan
+from seqjax.runtime import keep_freed_memory
 from seqjax.benchmarks import peers
 from seqjax.benchmarks.suite import RECURRENT, SHAPES
 from seqjax.benchmarks.timing import time_interleaved
@@ -55,4 +56,5 @@ def main(cells: list[str], repeats: int = 3) -> None:
 
 
 if __name__ == "__main__":
+    keep_freed_memory()  # as the seqjax commands do
     main(sys.argv[1:] or list(RECURRENT))

@@ -108,3 +108,19 @@ def test_bfloat16_compute_keeps_float32_parameter_gradients(kind, make_kind_cell
         assert fused[k].dtype == jnp.float32
         scale = float(jnp.max(jnp.abs(autodiff[k])))
         assert float(jnp.max(jnp.abs(fused[k] - autodiff[k]))) <= 0.05 * scale, k  # bf16 rounding, two orders
+
+
+def test_fused_backward_under_vmap_and_second_order(make_kind_cell, randomize):
+    """Per-example gradients (vmap of grad) and a gradient of a gradient equal autodiff's."""
+    with jax.enable_x64(True):
+        cell, params, xs, _ = _setup(make_kind_cell, randomize, "lstm")
+
+        def loss(p, x, mode):
+            return jnp.sum(jnp.tanh(scan.run(cell, p, x[None], bptt=mode)[1]))
+
+        def second(mode):
+            return jax.grad(lambda p: jnp.sum(jax.grad(loss)(p, xs[0], mode)["w_h"] ** 2))(params)
+
+        for mode_fn in (lambda m: jax.vmap(jax.grad(loss), in_axes=(None, 0, None))(params, xs, m), second):
+            jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-12),
+                         mode_fn("fused"), mode_fn("autodiff"))

@@ -271,3 +271,17 @@ def test_quickstart_beats_the_baseline(tmp_path):
     """The README's first command, in full (about 30 s on a laptop CPU)."""
     summary = Trainer(load_config(ROOT / "configs/experiments/adding_lstm.yaml", [f"run_dir={tmp_path}"])).run()
     assert summary["final"]["val"]["mse"] < 0.01 < summary["baseline"]["mse"]
+
+
+@pytest.mark.parametrize("schedule, warned", [("warmup_cosine", True), ("constant", False)])
+def test_resuming_with_more_steps_warns_when_the_schedule_depends_on_them(tmp_path, capsys, schedule, warned):
+    from seqjax.config import load_config
+    from seqjax.train.loop import prepare_run_dir
+
+    exp = "configs/experiments/adding_lstm.yaml"
+    base = [f"run_dir={tmp_path}", f"optim.schedule={schedule}"]
+    prepare_run_dir(load_config(exp, [*base, "train.steps=100"]))
+    capsys.readouterr()
+    prepare_run_dir(load_config(exp, [*base, "train.steps=200"]))  # allowed: extends the run
+    err = capsys.readouterr().err
+    assert ("train.steps changed from 100 to 200" in err) == warned

@@ -63,6 +63,12 @@ def prepare_run_dir(cfg: DictConfig) -> Path:
         if changed:
             raise UserError(f"{run_dir} holds a run with a different config ({', '.join(changed[:5])} differ): "
                             "resume it unchanged, or pick a new run_dir=...")
+        steps_before, steps_now = saved.get("train.steps"), new.get("train.steps")
+        if steps_before != steps_now and new.get("optim.schedule") != "constant":
+            print(f"warning: train.steps changed from {steps_before} to {steps_now} on resume: the "
+                  f"{new.get('optim.schedule')} learning-rate schedule is now spread over {steps_now} steps, "
+                  "so the learning rate at the resumed step differs from the one the run last used",
+                  file=sys.stderr)
     if distributed.is_main_process():
         run_dir.mkdir(parents=True, exist_ok=True)
         path.write_text(to_yaml(cfg))

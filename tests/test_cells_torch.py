@@ -168,3 +168,29 @@ def test_gradients_match_torch(kind, padded, make_kind_cell, randomize):
     close(g_params["b"], module.bias_ih_l0.grad.numpy())
     if "b_hn" in g_params:
         close(g_params["b_hn"], module.bias_hh_l0.grad.numpy()[2 * H:])
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru_reset_after"])
+def test_padded_bidirectional_stack_gradients_match_torch_packed(kind, make_kind_cell, randomize):
+    """Every parameter's gradient of a 2-layer bidirectional stack over packed sequences, against torch autograd."""
+    model = StackedRNN(cells=(make_kind_cell(kind, H), make_kind_cell(kind, H)), bidirectional=True)
+    xs, lengths = _inputs(11), np.array([T, 2, 5])
+    params = randomize(model.init(jax.random.key(0), jnp.asarray(xs))["params"], seed=12)
+    u = np.random.default_rng(13).normal(size=(B, T, 2 * H)).astype(np.float32)
+
+    def loss(p):
+        return jnp.sum(model.apply({"params": p}, jnp.asarray(xs), jnp.asarray(lengths)) * u)
+
+    grads = stack_layers(jax.grad(loss)(params))
+    module = to_torch(kind, stack_layers(params), I)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(_t(xs), torch.as_tensor(lengths), batch_first=True,
+                                                     enforce_sorted=False)
+    out, _ = torch.nn.utils.rnn.pad_packed_sequence(module(packed)[0], batch_first=True, total_length=T)
+    torch.sum(out * _t(u)).backward()
+    for l, directions in enumerate(grads):
+        for d, g in enumerate(directions):
+            suffix = f"_l{l}" + ("_reverse" if d else "")
+            grad = lambda name: getattr(module, name + suffix).grad.numpy()  # noqa: E731
+            np.testing.assert_allclose(g["w_x"], grad("weight_ih").T, atol=2e-5, rtol=2e-5)
+            np.testing.assert_allclose(g["w_h"], grad("weight_hh").T, atol=2e-5, rtol=2e-5)
+            np.testing.assert_allclose(g["b"], grad("bias_ih"), atol=2e-5, rtol=2e-5)

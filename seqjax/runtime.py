@@ -27,10 +27,20 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8
 _LARGEST = 2**31 - 1  # mallopt takes an int
 
 
+_applied = False
+
+
 def keep_freed_memory() -> bool:
     """Apply the setting above; True if it took effect (glibc only, and not opted out)."""
+    global _applied
     if os.environ.get("SEQJAX_MALLOC", "").lower() == "system" or platform.libc_ver()[0] != "glibc":
         return False
     libc = ctypes.CDLL(ctypes.util.find_library("c"))
     settings = [(M_ARENA_MAX, 1), (M_MMAP_THRESHOLD, _LARGEST), (M_TRIM_THRESHOLD, _LARGEST)]
-    return all(libc.mallopt(param, value) == 1 for param, value in settings)
+    _applied = all(libc.mallopt(param, value) == 1 for param, value in settings)
+    return _applied
+
+
+def allocator() -> str:
+    """How this process allocates host memory, for benchmark headers."""
+    return "glibc, keeping freed memory (seqjax.runtime)" if _applied else "system default"

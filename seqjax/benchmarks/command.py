@@ -9,6 +9,7 @@ import os
 
 import jax
 
+from seqjax import runtime
 from seqjax.errors import UserError
 
 
@@ -69,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"command: seqjax bench {args.model} --device {args.device} --repeats {repeats}{flags}")
     print(f"start: {before}\nend:   {describe_machine(device)}")
     print(f"torch threads: {peers.torch_threads()} (= the CPU cores JAX uses)" if use_torch else "torch: not run")
+    print(f"allocator: {runtime.allocator()}")
     print("ratio: time of the row / time of seqjax (or of the reference row), wall clock and CPU time")
     print(suite.format_table(rows))
     return 0

@@ -81,7 +81,8 @@ def hold_where(mask_t: Array | None, new: Any, old: Any) -> Any:
     return jax.tree.map(lambda n, o: jnp.where(mask_t.reshape(mask_t.shape + (1,) * (n.ndim - 1)), n, o), new, old)
 
 
-def _zero_where_padded(mask_t: Array | None, tree: Any) -> Any:
+def zero_where_padded(mask_t: Array | None, tree: Any) -> Any:
+    """``tree`` where ``mask_t[b]``, else zeros, leaf by leaf (``tree`` when there is no mask)."""
     return tree if mask_t is None else hold_where(mask_t, tree, jax.tree.map(jnp.zeros_like, tree))
 
 
@@ -109,7 +110,7 @@ def run_fused(
         def body(c, inputs):
             x_t, m_t = inputs
             new_c, y, residuals = fused.forward(params, c, x_t)
-            new_c, y = hold_where(m_t, new_c, c), _zero_where_padded(m_t, y)
+            new_c, y = hold_where(m_t, new_c, c), zero_where_padded(m_t, y)
             return new_c, ((y, fused.hidden(c), residuals) if save else y)
 
         return jax.lax.scan(body, carry0, (xs_t, mask), reverse=reverse, unroll=unroll)
@@ -143,7 +144,7 @@ def run_fused(
             h_prev_t, res_t, d_y, m_t = inputs
             d_c_prev, dzx, dzh, d_p = fused.backward(params, h_prev_t, res_t, d_c, d_y)
             dzh_own = tuple(h for h in dzh if h is not None)
-            dzx, dzh_own, d_p = _zero_where_padded(m_t, (dzx, dzh_own, d_p))
+            dzx, dzh_own, d_p = zero_where_padded(m_t, (dzx, dzh_own, d_p))
             d_h = sum(d @ w for d, w in zip(with_shared(dzx, dzh_own), w_h_t))
             d_c_prev = hold_where(m_t, fused.add_hidden(d_c_prev, d_h), d_c)
             d_other = jax.tree.map(lambda a, g: a + g.sum(axis=0), d_other, d_p)

@@ -19,6 +19,7 @@ from seqjax.bptt import FusedBPTT
 
 Array = jax.Array
 Params = dict[str, Array]
+ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}  # the Elman RNN's choices of φ
 
 
 def _array_hidden() -> tuple[Callable[[Array], Array], Callable[[Array, Array], Array]]:
@@ -33,7 +34,7 @@ def preactivation(params: Params, h: Array, x: Array, dtype: Any) -> Array:
 
 def rnn_bptt(activation: str, dtype: Any) -> FusedBPTT:
     """Elman RNN, ``h_t = φ(z_t)``: ``z̄ = g ⊙ φ'(z)``, with ``tanh' = 1 - h_t²`` and ``relu' = [h_t > 0]``."""
-    act = {"tanh": jnp.tanh, "relu": jax.nn.relu}[activation]
+    act = ACTIVATIONS[activation]
 
     def forward(params, h, x):
         h = act(preactivation(params, h, x, dtype))

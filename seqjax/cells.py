@@ -31,7 +31,7 @@ import jax.numpy as jnp
 
 from seqjax.bptt import FusedBPTT
 from seqjax.cell_bptt import (
-    gru_reset_after_bptt, gru_reset_after_update, lstm_bptt, lstm_update, preactivation, rnn_bptt,
+    ACTIVATIONS, gru_reset_after_bptt, gru_reset_after_update, lstm_bptt, lstm_update, preactivation, rnn_bptt,
 )
 from seqjax.initializers import RECURRENT_INITS, recurrent_init, input_init
 
@@ -141,9 +141,6 @@ def _init_weights(key, input_size, hidden_size, gates, *, param_dtype, recurrent
             k_h, hidden_size, gates, param_dtype, kind=recurrent, spectral_norm=spectral_norm
         ),
     }
-
-
-ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
 
 
 def rnn(

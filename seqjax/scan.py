@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqjax.bptt import hold_where, run_fused
+from seqjax.bptt import hold_where, run_fused, zero_where_padded
 from seqjax.cells import Carry, Cell, Params
 
 Array = jax.Array
@@ -135,9 +135,7 @@ def run(
     def body(c, inputs):
         x_t, m_t = inputs
         new_c, y = update(params, c, x_t)
-        if m_t is not None:
-            new_c = hold_where(m_t, new_c, c)
-            y = jnp.where(m_t[:, None], y, jnp.zeros_like(y))
+        new_c, y = hold_where(m_t, new_c, c), zero_where_padded(m_t, y)
         return new_c, ((y, new_c) if return_carries else y)
 
     if remat:

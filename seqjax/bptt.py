@@ -41,6 +41,7 @@ the plain scan instead, forward mode included.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -84,6 +85,24 @@ def hold_where(mask_t: Array | None, new: Any, old: Any) -> Any:
 def zero_where_padded(mask_t: Array | None, tree: Any) -> Any:
     """``tree`` where ``mask_t[b]``, else zeros, leaf by leaf (``tree`` when there is no mask)."""
     return tree if mask_t is None else hold_where(mask_t, tree, jax.tree.map(jnp.zeros_like, tree))
+
+
+def by_name(params: Any) -> Params:
+    """A cell's parameters as a plain ``dict`` by name, from any mapping (``dict``, Flax's ``FrozenDict``) or NamedTuple.
+
+    :func:`run_fused` calls this *outside* its ``custom_vjp``, so the hand-written
+    backward only ever sees and returns plain dicts, and JAX's own transpose of
+    this restructuring gives the caller cotangents in exactly the container it
+    passed (values may themselves be nested pytrees).
+    """
+    if isinstance(params, Mapping):
+        return dict(params)
+    if isinstance(params, tuple) and hasattr(params, "_asdict"):
+        return dict(params._asdict())
+    raise TypeError(
+        f"the fused backward needs the cell's parameters as a mapping or NamedTuple of arrays by name "
+        f"(w_x, w_h, b, ...), got {type(params).__name__}"
+    )
 
 
 def _blocks(w: Array, n: int) -> list[Array]:
@@ -165,8 +184,12 @@ def run_fused(
         }
         w_x = _blocks(params["w_x"].astype(d_ys.dtype), n_blocks)
         d_xs = sum(d @ w.T for d, w in zip(dzx, w_x)).astype(xs_t.dtype)
-        d_params = {k: grads[k].astype(v.dtype) if k in grads else jnp.zeros_like(v) for k, v in params.items()}
+        d_params = {
+            k: jax.tree.map(lambda g, p: g.astype(p.dtype), grads[k], v) if k in grads
+            else jax.tree.map(jnp.zeros_like, v)
+            for k, v in params.items()
+        }
         return d_params, d_carry0, d_xs, None
 
     fused_scan.defvjp(fused_fwd, fused_bwd)
-    return fused_scan(params, carry0, xs_t, mask)
+    return fused_scan(by_name(params), carry0, xs_t, mask)

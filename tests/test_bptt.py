@@ -1,13 +1,20 @@
 """The hand-derived backward pass (seqjax.bptt, seqjax.cell_bptt) against autodiff and finite differences."""
 
+import collections
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax.core import FrozenDict
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jax.test_util import check_grads
 
+import seqjax
 from conftest import CELL_KINDS
 from seqjax import scan
+from seqjax.bptt import by_name, run_fused
 
 B, T, I, H = 3, 6, 4, 5
 FUSED_KINDS = ["rnn_tanh", "rnn_relu", "lstm", "gru_reset_after"]
@@ -124,3 +131,61 @@ def test_fused_backward_under_vmap_and_second_order(make_kind_cell, randomize):
         for mode_fn in (lambda m: jax.vmap(jax.grad(loss), in_axes=(None, 0, None))(params, xs, m), second):
             jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-12),
                          mode_fn("fused"), mode_fn("autodiff"))
+
+
+def _containers(params: dict) -> dict:
+    """The same parameters in each container a caller may hand the fused backward."""
+    fields = collections.namedtuple("CellParams", sorted(params))
+    return {
+        "dict": dict(params),
+        "FrozenDict": FrozenDict(params),  # what Flax's module.param trees hold (the seq2seq crash)
+        "NamedTuple": fields(**params),
+        "nested": FrozenDict({**params, "extra": {"unused": jnp.ones((2,)), "t": (jnp.zeros(()),)}}),
+    }
+
+
+@pytest.mark.parametrize("container", ["dict", "FrozenDict", "NamedTuple", "nested"])
+@settings(max_examples=4, deadline=None)
+@given(kind=st.sampled_from(FUSED_KINDS), transform=st.sampled_from(["none", "jit", "vmap", "remat"]), compute=st.sampled_from(["float32", "bfloat16"]))
+def test_fused_cotangents_keep_the_callers_containers(kind, container, transform, compute):
+    """Any pytree container in, the same container of gradients out, equal to autodiff of the plain scan."""
+    name, options = CELL_KINDS[kind]
+    cell = seqjax.make_cell(name, H, dtype=jnp.dtype(compute), **options)
+    rng = np.random.default_rng(7)
+    base = jax.tree.map(lambda a: jnp.asarray(rng.normal(scale=0.5, size=a.shape), a.dtype),
+                        cell.init(jax.random.key(0), I))
+    params = _containers(base)[container]
+    xs = jnp.asarray(rng.normal(size=(B, T, I)), jnp.float32)
+
+    def fused_loss(p, x):
+        carry0 = cell.initial_carry((x.shape[0],))
+        _, ys = run_fused(cell.bptt, p, carry0, jnp.swapaxes(x, 0, 1), None)
+        return jnp.sum(jnp.tanh(ys.astype(jnp.float32)))
+
+    def autodiff_loss(p, x):
+        return jnp.sum(jnp.tanh(scan.run(cell, p, x, bptt="autodiff")[1].astype(jnp.float32)))
+
+    def grad(loss, p):
+        if transform == "vmap":  # per-example gradients
+            return jax.vmap(jax.grad(loss), in_axes=(None, 0))(p, xs[:, None])
+        wrapped = {"none": loss, "jit": jax.jit(loss), "remat": jax.checkpoint(loss)}[transform]
+        return jax.grad(wrapped)(p, xs)
+
+    got = grad(fused_loss, params)
+    assert jax.tree.structure(got) == jax.tree.structure(params)
+    assert [g.dtype for g in jax.tree.leaves(got)] == [p.dtype for p in jax.tree.leaves(params)]
+    want = grad(autodiff_loss, base)
+    got_named = by_name(got)
+    tol = 1e-5 if compute == "float32" else 0.05
+    for k, w in want.items():
+        scale = float(jnp.max(jnp.abs(w))) or 1.0
+        np.testing.assert_allclose(got_named[k], w, atol=tol * scale, rtol=0, err_msg=k)
+    if container == "nested":
+        assert all(not np.any(np.asarray(g)) for g in jax.tree.leaves(got_named["extra"]))
+
+
+def test_fused_backward_refuses_a_container_without_names(make_kind_cell):
+    cell = make_kind_cell("lstm", H)
+    params = cell.init(jax.random.key(0), I)
+    with pytest.raises(TypeError, match="mapping or NamedTuple.*got list"):
+        run_fused(cell.bptt, list(params.values()), cell.initial_carry((B,)), jnp.ones((T, B, I)), None)

@@ -1,0 +1,98 @@
+"""Every shipped experiment config trains with gradients, evaluates and resumes, at a tiny size.
+
+The configs are discovered by globbing ``configs/experiments/*.yaml``, so a new config is covered the
+moment it is added.  Each is shrunk by overrides derived from its own resolved config (widths, depths,
+lengths, steps), so each takes seconds; everything else (model family, task, optimizer, workload,
+attention, bidirectionality...) is what the file ships.
+"""
+
+import json
+import math
+from pathlib import Path
+
+import jax
+import pytest
+
+from seqjax import cli
+from seqjax.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "configs" / "experiments").glob("*.yaml"))
+
+# key -> the value a tiny instance uses (never larger than what the config ships)
+TINY_MODEL = {"hidden_size": 8, "d_model": 8, "embed_size": 8, "embed_dim": 8, "encoder_hidden_size": 8,
+              "decoder_hidden_size": 8, "attention_size": 8, "channels": 8, "state_size": 4, "d_state": 4,
+              "num_layers": 2, "n_layers": 2, "encoder_layers": 2, "levels": 2}
+TINY_TASK = {"seq_len": 24, "max_len": 6, "min_len": 3, "max_digits": 2, "max_clauses": 1}
+TINY_TRAIN = ["train.steps=4", "train.batch_size=4", "train.eval_every=2", "train.checkpoint_every=2",
+              "train.log_every=1", "train.eval_examples=8", "train.test_examples=8", "train.eval_batch_size=8",
+              "train.progress=false"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compilation_cache(tmp_path_factory):
+    """Reuse compiled programs within this module: the eval and the resume compile what the training did.
+
+    Measured on selective_copy_mamba: 82 s of CPU for train + eval + resume without, 52 s with it.
+    """
+    options = {"jax_compilation_cache_dir": str(tmp_path_factory.mktemp("jax_cache")),
+               "jax_persistent_cache_min_compile_time_secs": 0, "jax_persistent_cache_min_entry_size_bytes": -1}
+    before = {k: getattr(jax.config, k) for k in options}
+    for k, v in options.items():
+        jax.config.update(k, v)
+    yield
+    for k, v in before.items():
+        jax.config.update(k, v)
+
+
+def tiny_overrides(path: Path) -> list[str]:
+    """Dotted overrides that shrink the experiment at ``path`` to a few seconds of CPU."""
+    cfg = load_config(path)
+    out = list(TINY_TRAIN)
+    for section, tiny in (("model", TINY_MODEL), ("task", TINY_TASK)):
+        for key, small in tiny.items():
+            value = cfg[section].get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > small:
+                out.append(f"{section}.{key}={small}")
+    return out
+
+
+def _numbers(tree):
+    if isinstance(tree, dict):
+        for v in tree.values():
+            yield from _numbers(v)
+    elif isinstance(tree, (int, float)) and not isinstance(tree, bool):
+        yield tree
+
+
+def test_every_shipped_experiment_is_collected():
+    assert len(CONFIGS) >= 21  # the 21 shipped when this guard was written; more may only be added
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_shipped_config_trains_evaluates_and_resumes(path, tmp_path, monkeypatch, capfd):
+    monkeypatch.chdir(tmp_path)
+    run_dir = tmp_path / "run"
+    overrides = [*tiny_overrides(path), f"run_dir={run_dir}"]
+    assert cli.main(["train", str(path), *overrides]) == 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["steps"] == 4
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if r["split"] == "train"]
+    assert [r["step"] for r in train_rows] == [1, 2, 3, 4]
+    assert all(r["grad_norm"] > 0 for r in train_rows), "no gradient reached the parameters"
+    assert summary["param_count"] > 0
+
+    capfd.readouterr()
+    assert cli.main(["eval", str(run_dir)]) == 0
+    printed = capfd.readouterr().out
+    result = json.loads(printed[printed.index("{"):])  # the eval command prints its metrics as JSON
+    assert result and all(math.isfinite(v) for v in _numbers(result))
+
+    assert cli.main(["train", str(run_dir), "train.steps=6"]) == 0
+    out = capfd.readouterr()
+    assert "resuming" in out.out + out.err and "from step 4" in out.out + out.err
+    assert "Traceback" not in out.out + out.err
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["split"] == "train"] == [1, 2, 3, 4, 5, 6]
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 6

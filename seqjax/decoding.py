@@ -63,7 +63,7 @@ def greedy(
         t, state, prev, tokens, done, scores, lengths = loop
         state, logits = step_fn(params, context, state, prev)
         logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-        nxt = jnp.argmax(logp, axis=-1)
+        nxt = jnp.argmax(logp, axis=-1).astype(jnp.int32)  # int64 under jax_enable_x64: keep the carry's int32
         tok = jnp.where(done, pad, nxt)
         scores = scores + jnp.where(done, 0.0, jnp.take_along_axis(logp, nxt[:, None], -1)[:, 0])
         lengths = lengths + (~done)

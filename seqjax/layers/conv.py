@@ -7,9 +7,15 @@ With kernel ``W [k, c_in/groups, c_out]``, dilation ``d`` and bias ``b``::
 so ``y_t`` sees ``x_t`` and the ``(k-1) d`` inputs before it, never the
 future. ``groups = c_in = c_out`` is the depthwise convolution. The step form
 keeps a buffer of the last ``(k-1) d`` inputs, ``[batch, (k-1) d, c_in]``.
+
+:class:`CausalConv` computes in ``dtype`` (``None``: ``param_dtype``): input, kernel and bias are
+cast to it, so an input of any float dtype meets parameters of any dtype
+(:mod:`seqjax.models.precision`).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -61,25 +67,30 @@ class CausalConv(nn.Module):
     depthwise: bool = False
     weight_norm: bool = False
     use_bias: bool = True
+    dtype: Any = None  # compute dtype; None: param_dtype
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: Array, buffer: Array | None = None) -> Array | tuple[Array, Array]:
         """Parallel form ``x [batch, time, c_in] -> y``; with ``buffer``, one token ``x_t -> (buffer', y_t)``."""
+        dtype = self.dtype or self.param_dtype
         groups = x.shape[-1] if self.depthwise else 1
-        v = self.param("kernel", nn.initializers.lecun_normal(), (self.kernel_size, x.shape[-1] // groups, self.features))
+        shape = (self.kernel_size, x.shape[-1] // groups, self.features)
+        v = self.param("kernel", nn.initializers.lecun_normal(), shape, self.param_dtype)
         kernel = v
         if self.weight_norm:
             norm = lambda w: jnp.sqrt(jnp.sum(w**2, axis=(0, 1)))  # noqa: E731
             kernel = self.param("scale", lambda _: norm(v)) * v / norm(v)
-        bias = self.param("bias", nn.initializers.zeros, (self.features,)) if self.use_bias else 0.0
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype) if self.use_bias else 0.0
+        x, kernel, bias = x.astype(dtype), kernel.astype(dtype), jnp.asarray(bias, dtype)
         if buffer is None:
             return causal_conv(x, kernel, self.dilation, groups) + bias
-        buffer, y = causal_conv_step(buffer, x, kernel, self.dilation, groups)
-        return buffer, y + bias
+        new_buffer, y = causal_conv_step(buffer.astype(dtype), x, kernel, self.dilation, groups)
+        return new_buffer.astype(buffer.dtype), y + bias
 
     def initial_state(self, batch_size: int, c_in: int) -> Array:
-        """The empty input buffer ``[batch, (k-1) d, c_in]`` (zeros: the causal padding)."""
-        return jnp.zeros((batch_size, (self.kernel_size - 1) * self.dilation, c_in))
+        """The empty input buffer ``[batch, (k-1) d, c_in]`` (zeros: the causal padding), in the compute dtype."""
+        return jnp.zeros((batch_size, (self.kernel_size - 1) * self.dilation, c_in), self.dtype or self.param_dtype)
 
     def step(self, buffer: Array, x_t: Array) -> tuple[Array, Array]:
         """One token: ``(buffer, x_t [batch, c_in]) -> (buffer', y_t [batch, features])``."""

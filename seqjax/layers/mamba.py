@@ -11,11 +11,16 @@ Initialization as in the paper: ``A = -(1, 2, ..., N)`` per channel (S4D-real),
 ``[dt_min, dt_max]`` (floored at ``dt_floor``), ``W_dt ~ U(+-R^{-1/2})``,
 ``D = 1``. The step form carries ``(conv_state [batch, d_conv-1, d_inner],
 ssm_state [batch, d_inner, N])``.
+
+Precision: parameters in ``param_dtype``; projections and the convolution compute in ``dtype``
+(``None``: ``param_dtype``); the selective scan (its inputs, ``A`` and its state) runs in ``dtype``
+promoted to at least float32, as the reference CUDA kernel does (:mod:`seqjax.models.precision`).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -51,37 +56,55 @@ class MambaBlock(nn.Module):
     dt_max: float = 1e-1
     chunk_size: int | None = 16
     scan_method: str = "auto"
+    dtype: Any = None  # compute dtype; None: param_dtype
+    param_dtype: Any = jnp.float32
 
     def setup(self) -> None:
         d_inner = self.expand * self.d_model
         rank = self._rank()
-        self.in_proj = nn.Dense(2 * d_inner, use_bias=False)
-        self.conv = CausalConv(d_inner, self.d_conv, depthwise=True)
-        self.x_proj = nn.Dense(rank + 2 * self.d_state, use_bias=False)
+        dtypes = dict(dtype=self._dtype(), param_dtype=self.param_dtype)
+        self.in_proj = nn.Dense(2 * d_inner, use_bias=False, **dtypes)
+        self.conv = CausalConv(d_inner, self.d_conv, depthwise=True, **dtypes)
+        self.x_proj = nn.Dense(rank + 2 * self.d_state, use_bias=False, **dtypes)
         self.dt_proj = nn.Dense(
             d_inner,
             kernel_init=lambda k, shape, dtype=jnp.float32: jax.random.uniform(
                 k, shape, dtype, -(rank**-0.5), rank**-0.5
             ),
             bias_init=dt_bias_init(self.dt_min, self.dt_max),
+            **dtypes,
         )
         self.A_log = self.param(
-            "A_log", lambda _: jnp.log(jnp.tile(jnp.arange(1, self.d_state + 1, dtype=jnp.float32), (d_inner, 1)))
+            "A_log",
+            lambda _: jnp.log(jnp.tile(jnp.arange(1, self.d_state + 1, dtype=self._init_dtype()), (d_inner, 1)))
+            .astype(self.param_dtype),
         )
-        self.D = self.param("D", nn.initializers.ones, (d_inner,))
-        self.out_proj = nn.Dense(self.d_model, use_bias=False)
+        self.D = self.param("D", nn.initializers.ones, (d_inner,), self.param_dtype)
+        self.out_proj = nn.Dense(self.d_model, use_bias=False, **dtypes)
 
     def _rank(self) -> int:
         return self.dt_rank or math.ceil(self.d_model / 16)
+
+    def _dtype(self) -> Any:
+        return self.dtype or self.param_dtype
+
+    def _init_dtype(self) -> Any:
+        return jnp.promote_types(self.param_dtype, jnp.float32)
+
+    def _scan_dtype(self) -> Any:
+        """The selective scan's dtype: the compute dtype, at least float32."""
+        return jnp.promote_types(self._dtype(), jnp.float32)
 
     def _scan(self, x: Array, z: Array, h0: Array | None, chunk_size: int | None, method: str) -> tuple[Array, Array]:
         """``x, z [batch, L, d_inner]`` (x after conv and SiLU) -> ``(out [batch, L, d_model], last state)``."""
         dt, b, c = jnp.split(self.x_proj(x), [self._rank(), self._rank() + self.d_state], axis=-1)
         dt = nn.softplus(self.dt_proj(dt))
+        f = self._scan_dtype()
         y, h = selective_scan(
-            x, dt, -jnp.exp(self.A_log), b, c, self.D, h0=h0, chunk_size=chunk_size, method=method
+            x.astype(f), dt.astype(f), -jnp.exp(self.A_log.astype(f)), b.astype(f), c.astype(f), self.D.astype(f),
+            h0=h0, chunk_size=chunk_size, method=method,
         )
-        return self.out_proj(y * nn.silu(z)), h
+        return self.out_proj(y.astype(self._dtype()) * nn.silu(z)), h
 
     def __call__(self, u: Array) -> Array:
         x, z = jnp.split(self.in_proj(u), 2, axis=-1)
@@ -89,7 +112,8 @@ class MambaBlock(nn.Module):
 
     def initial_state(self, batch_size: int) -> tuple[Array, Array]:
         d_inner = self.expand * self.d_model
-        return jnp.zeros((batch_size, self.d_conv - 1, d_inner)), jnp.zeros((batch_size, d_inner, self.d_state))
+        return (jnp.zeros((batch_size, self.d_conv - 1, d_inner), self._dtype()),
+                jnp.zeros((batch_size, d_inner, self.d_state), self._scan_dtype()))
 
     def step(self, state: tuple[Array, Array], u_t: Array) -> tuple[tuple[Array, Array], Array]:
         """One token ``u_t [batch, d_model]``: the same equations with ``L = 1`` from the carried state."""

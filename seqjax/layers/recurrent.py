@@ -51,12 +51,13 @@ class Recurrent(nn.Module):
     learned_init: bool = False
     bptt: str = "fused"
 
-    def _learned_carry(self) -> Carry:
+    def _learned_carry(self, param_dtype: Any) -> Carry:
+        """The learned carry, stored in the cell parameters' dtype and used in the carry's (compute) dtype."""
         leaves, treedef = jax.tree.flatten(self.cell.initial_carry(()))
         stored = self.param(
-            "initial_carry", lambda _: {f"c{i}": jnp.zeros_like(leaf) for i, leaf in enumerate(leaves)}
+            "initial_carry", lambda _: {f"c{i}": jnp.zeros(leaf.shape, param_dtype) for i, leaf in enumerate(leaves)}
         )
-        return jax.tree.unflatten(treedef, [stored[f"c{i}"] for i in range(len(leaves))])
+        return jax.tree.unflatten(treedef, [stored[f"c{i}"].astype(leaf.dtype) for i, leaf in enumerate(leaves)])
 
     @nn.compact
     def __call__(
@@ -71,7 +72,7 @@ class Recurrent(nn.Module):
             scan.check_inputs(self.cell, self.get_variable("params", "cell"), x, lengths)
         params = self.param("cell", lambda key: self.cell.init(key, x.shape[-1]))
         if initial_carry is None and self.learned_init:
-            unbatched = self._learned_carry()
+            unbatched = self._learned_carry(jax.tree.leaves(params)[0].dtype)
             initial_carry = jax.tree.map(lambda c: jnp.broadcast_to(c, (x.shape[0], *c.shape)), unbatched)
         carry, y = scan.run(
             self.cell, params, x,
@@ -87,7 +88,8 @@ class Recurrent(nn.Module):
         stored = self.variables["params"]["initial_carry"]
         leaves, treedef = jax.tree.flatten(self.cell.initial_carry(()))
         return jax.tree.unflatten(
-            treedef, [jnp.broadcast_to(stored[f"c{i}"], (batch_size, *l.shape)) for i, l in enumerate(leaves)]
+            treedef,
+            [jnp.broadcast_to(stored[f"c{i}"].astype(l.dtype), (batch_size, *l.shape)) for i, l in enumerate(leaves)],
         )
 
     def step(self, state: Carry, x_t: Array) -> tuple[Carry, Array]:

@@ -8,7 +8,8 @@
 
 Each block maps ``[batch, time, d_model] -> same`` and has the step pair
 ``initial_state(batch_size)`` / ``step(state, x_t)``; the stack threads one
-state per block.
+state per block.  The stack's own layers compute in ``dtype`` (``None``: ``param_dtype``); the input
+is cast to it (:mod:`seqjax.models.precision`); the blocks carry their own ``dtype``.
 """
 
 from __future__ import annotations
@@ -17,16 +18,18 @@ from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 Array = jax.Array
 
 NORMS = {"layer": nn.LayerNorm, "rms": nn.RMSNorm}
 
 
-def make_norm(kind: str) -> nn.Module:
+def make_norm(kind: str, **dtypes: Any) -> nn.Module:
+    """``NORMS[kind](**dtypes)`` (``dtype``/``param_dtype``; Flax norms take their statistics in >= float32)."""
     if kind not in NORMS:
         raise ValueError(f"unknown norm {kind!r}: choose one of {', '.join(NORMS)}")
-    return NORMS[kind]()
+    return NORMS[kind](**dtypes)
 
 
 class ResidualStack(nn.Module):
@@ -36,15 +39,18 @@ class ResidualStack(nn.Module):
     d_model: int
     norm: str = "layer"
     dropout: float = 0.0
+    dtype: Any = None  # compute dtype; None: param_dtype
+    param_dtype: Any = jnp.float32
 
     def setup(self) -> None:
-        self.in_proj = nn.Dense(self.d_model)
-        self.norms = [make_norm(self.norm) for _ in self.blocks]
-        self.final_norm = make_norm(self.norm)
+        dtypes = dict(dtype=self.dtype or self.param_dtype, param_dtype=self.param_dtype)
+        self.in_proj = nn.Dense(self.d_model, **dtypes)
+        self.norms = [make_norm(self.norm, **dtypes) for _ in self.blocks]
+        self.final_norm = make_norm(self.norm, **dtypes)
         self.drop = nn.Dropout(self.dropout)
 
     def _embed(self, x: Array) -> Array:
-        return x if x.shape[-1] == self.d_model else self.in_proj(x)
+        return x.astype(self.dtype or self.param_dtype) if x.shape[-1] == self.d_model else self.in_proj(x)
 
     def __call__(self, x: Array, lengths: Array | None = None, *, deterministic: bool = True) -> Array:
         """Causal: padding after ``lengths`` never reaches a valid step, so ``lengths`` is accepted and unused."""

@@ -12,6 +12,11 @@ both from the same parameters (math in :mod:`seqjax.layers.ssm_kernel`):
 * ``D [H]``: the skip.
 
 ``N`` (``state_size``) counts both modes of each conjugate pair.
+
+Precision: parameters are stored in ``param_dtype``; the kernel, the FFT convolution and the step
+state are computed in ``param_dtype`` promoted to at least float32 (complex64 / complex128: there is
+no complex bfloat16), and the layer's input and output are in ``dtype`` (``None``: ``param_dtype``;
+:mod:`seqjax.models.precision`).
 """
 
 from __future__ import annotations
@@ -32,27 +37,46 @@ from seqjax.layers.ssm_kernel import (
 Array = jax.Array
 
 
-def _complex_param(module: nn.Module, name: str, value: Any) -> Array:
-    """A complex parameter stored as ``[..., 2]`` real pairs; returns the complex array."""
-    stored = module.param(name, lambda _: jnp.stack([jnp.real(value), jnp.imag(value)], -1).astype(jnp.float32))
+def _real_dtype(module: nn.Module) -> Any:
+    """The dtype the kernel is computed in: ``param_dtype`` promoted to at least float32."""
+    return jnp.promote_types(module.param_dtype, jnp.float32)
+
+
+def _compute_dtype(module: nn.Module) -> Any:
+    return module.dtype or module.param_dtype
+
+
+def _as_complex(stored: Array, real_dtype: Any) -> Array:
+    stored = stored.astype(real_dtype)
     return jax.lax.complex(stored[..., 0], stored[..., 1])
 
 
+def _complex_param(module: nn.Module, name: str, value: Any) -> Array:
+    """A complex parameter stored as ``[..., 2]`` real pairs; returns the complex array."""
+    stored = module.param(
+        name, lambda _: jnp.stack([jnp.real(value), jnp.imag(value)], -1).astype(module.param_dtype)
+    )
+    return _as_complex(stored, _real_dtype(module))
+
+
 def _ssm_params(module: nn.Module, lam0: np.ndarray, b0: np.ndarray) -> tuple[Array, Array, Array, Array, Array]:
-    """Declare the shared SSM parameters; returns ``(Lambda, B, C, dt, D)``, ``[H, N/2]`` and ``[H]``."""
-    h, modes = module.features, lam0.shape[-1]
+    """Declare the shared SSM parameters; returns ``(Lambda, B, C, dt, D)``, ``[H, N/2]`` and ``[H]``.
+
+    Stored in ``module.param_dtype``, returned in :func:`_real_dtype` (complex for ``Lambda, B, C``).
+    """
+    h, modes, pd, real = module.features, lam0.shape[-1], module.param_dtype, _real_dtype(module)
     lam0, b0 = np.broadcast_to(lam0, (h, modes)), np.broadcast_to(b0, (h, modes))
     log_dt = module.param(
         "log_dt",
-        lambda k: jax.random.uniform(k, (h,), minval=np.log(module.dt_min), maxval=np.log(module.dt_max)),
+        lambda k: jax.random.uniform(k, (h,), pd, minval=np.log(module.dt_min), maxval=np.log(module.dt_max)),
     )
-    lam_re = module.param("Lambda_log_neg_re", lambda _: jnp.asarray(np.log(-lam0.real), jnp.float32))
-    lam_im = module.param("Lambda_im", lambda _: jnp.asarray(lam0.imag, jnp.float32))
+    lam_re = module.param("Lambda_log_neg_re", lambda _: jnp.asarray(np.log(-lam0.real), pd))
+    lam_im = module.param("Lambda_im", lambda _: jnp.asarray(lam0.imag, pd))
     b = _complex_param(module, "B", b0)
-    c_stored = module.param("C", lambda k: jax.random.normal(k, (h, modes, 2)) * np.sqrt(0.5))
-    d = module.param("D", nn.initializers.normal(1.0), (h,))
-    lam = jax.lax.complex(-jnp.exp(lam_re), lam_im)
-    return lam, b, jax.lax.complex(c_stored[..., 0], c_stored[..., 1]), jnp.exp(log_dt), d
+    c_stored = module.param("C", lambda k: (jax.random.normal(k, (h, modes, 2), pd) * np.sqrt(0.5)).astype(pd))
+    d = module.param("D", nn.initializers.normal(1.0), (h,), pd)
+    lam = jax.lax.complex(-jnp.exp(lam_re.astype(real)), lam_im.astype(real))
+    return lam, b, _as_complex(c_stored, real), jnp.exp(log_dt.astype(real)), d.astype(real)
 
 
 class S4D(nn.Module):
@@ -67,19 +91,25 @@ class S4D(nn.Module):
     disc: str = "zoh"
     dt_min: float = 1e-3
     dt_max: float = 1e-1
+    dtype: Any = None  # input/output dtype; None: param_dtype
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, u: Array, state: Array | None = None) -> Array | tuple[Array, Array]:
         """Parallel ``u [batch, L, H] -> y``; with ``state``, one token ``u_t [batch, H] -> (state', y_t)``."""
         lam, b, c, dt, d = _ssm_params(self, *s4d_init(self.state_size, self.a_init))
+        out_dtype = _compute_dtype(self)
+        u = u.astype(out_dtype).astype(_real_dtype(self))
         if state is None:
-            return fft_conv(u, s4d_kernel(lam, b, c, dt, u.shape[1], self.disc)) + d * u
+            return (fft_conv(u, s4d_kernel(lam, b, c, dt, u.shape[1], self.disc)) + d * u).astype(out_dtype)
         a_bar, b_bar = discretize_diag(lam, b, dt[:, None], self.disc)
-        state = a_bar * state + b_bar * u[..., None]
-        return state, 2.0 * jnp.sum(c * state, axis=-1).real + d * u
+        new_state = a_bar * state + b_bar * u[..., None]
+        y = 2.0 * jnp.sum(c * new_state, axis=-1).real + d * u
+        return new_state.astype(state.dtype), y.astype(out_dtype)
 
     def initial_state(self, batch_size: int) -> Array:
-        return jnp.zeros((batch_size, self.features, self.state_size // 2), jnp.complex64)
+        complex_dtype = jnp.result_type(_real_dtype(self), jnp.complex64)
+        return jnp.zeros((batch_size, self.features, self.state_size // 2), complex_dtype)
 
     def step(self, state: Array, u_t: Array) -> tuple[Array, Array]:
         return self(u_t, state)
@@ -103,6 +133,8 @@ class S4(nn.Module):
     l_max: int | None = None
     dt_min: float = 1e-3
     dt_max: float = 1e-1
+    dtype: Any = None  # input/output dtype; None: param_dtype
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, u: Array, state: Array | None = None) -> Array | tuple[Array, Array]:
@@ -111,21 +143,25 @@ class S4(nn.Module):
         p = _complex_param(self, "P", np.broadcast_to(p0, (self.features, p0.shape[-1])))
         lam, b, c_tilde, dt, d = _ssm_params(self, lam0, b0)
         full = [expand_conj(x) for x in (lam, p, b, c_tilde)]
+        out_dtype = _compute_dtype(self)
+        u = u.astype(out_dtype).astype(_real_dtype(self))
         if state is None:
             length = u.shape[1]
             kernel_length = self.l_max or length
             if length > kernel_length:
                 raise UserError(f"s4: sequence length {length} exceeds l_max={kernel_length}; set l_max >= {length}")
             kernel = dplr_kernel(*full, dt, kernel_length)[:, :length]
-            return fft_conv(u, kernel) + d * u
+            return (fft_conv(u, kernel) + d * u).astype(out_dtype)
         if self.l_max is None:
             raise UserError("s4 step mode needs l_max (the kernel length it was trained with): set l_max")
         a_bar, b_bar, c = jax.vmap(dplr_dense, in_axes=(0, 0, 0, 0, 0, None))(*full, dt, self.l_max)
-        state = jnp.einsum("hnm,bhm->bhn", a_bar, state) + b_bar * u[..., None]
-        return state, jnp.einsum("hn,bhn->bh", c, state).real + d * u
+        new_state = jnp.einsum("hnm,bhm->bhn", a_bar, state) + b_bar * u[..., None]
+        y = jnp.einsum("hn,bhn->bh", c, new_state).real + d * u
+        return new_state.astype(state.dtype), y.astype(out_dtype)
 
     def initial_state(self, batch_size: int) -> Array:
-        return jnp.zeros((batch_size, self.features, self.state_size), jnp.complex64)
+        complex_dtype = jnp.result_type(_real_dtype(self), jnp.complex64)
+        return jnp.zeros((batch_size, self.features, self.state_size), complex_dtype)
 
     def step(self, state: Array, u_t: Array) -> tuple[Array, Array]:
         return self(u_t, state)
@@ -136,9 +172,11 @@ class SSMBlock(nn.Module):
 
     ssm: nn.Module
     features: int
+    dtype: Any = None  # compute dtype; None: param_dtype
+    param_dtype: Any = jnp.float32
 
     def setup(self) -> None:
-        self.out = nn.Dense(self.features)
+        self.out = nn.Dense(self.features, dtype=self.dtype or self.param_dtype, param_dtype=self.param_dtype)
 
     def __call__(self, u: Array) -> Array:
         return self.out(nn.gelu(self.ssm(u)))

@@ -8,7 +8,8 @@ Level ``i`` (``i = 0..L-1``) has dilation ``d_i = 2^i`` and computes::
 
 Each causal conv widens the view by ``(k-1) d_i``, so the receptive field is
 ``RF = 1 + 2 (k-1) (2^L - 1)``: output ``t`` depends on inputs
-``t-RF+1 .. t`` exactly.
+``t-RF+1 .. t`` exactly.  Every convolution computes in ``dtype`` (``None``: ``param_dtype``;
+:mod:`seqjax.models.precision`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from seqjax.layers.conv import CausalConv
 
@@ -45,16 +47,19 @@ class TemporalBlock(nn.Module):
     dilation: int
     dropout: float = 0.0
     weight_norm: bool = False
+    dtype: Any = None  # compute dtype; None: param_dtype
+    param_dtype: Any = jnp.float32
 
     def setup(self) -> None:
-        conv = dict(kernel_size=self.kernel_size, dilation=self.dilation, weight_norm=self.weight_norm)
+        dtypes = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        conv = dict(kernel_size=self.kernel_size, dilation=self.dilation, weight_norm=self.weight_norm, **dtypes)
         self.conv1 = CausalConv(self.features, **conv)
         self.conv2 = CausalConv(self.features, **conv)
-        self.project = CausalConv(self.features, kernel_size=1)  # used only when widths differ
+        self.project = CausalConv(self.features, kernel_size=1, **dtypes)  # used only when widths differ
         self.drop = nn.Dropout(self.dropout)
 
     def _residual(self, x: Array) -> Array:
-        return x if x.shape[-1] == self.features else self.project(x)
+        return x.astype(self.dtype or self.param_dtype) if x.shape[-1] == self.features else self.project(x)
 
     def __call__(self, x: Array, *, deterministic: bool = True) -> Array:
         h = self.drop(nn.relu(self.conv1(x)), deterministic=deterministic)
@@ -82,12 +87,14 @@ class TCN(nn.Module):
     kernel_size: int = 3
     dropout: float = 0.0
     weight_norm: bool = False
+    dtype: Any = None  # compute dtype; None: param_dtype
+    param_dtype: Any = jnp.float32
 
     def setup(self) -> None:
         if not self.channels:
             raise ValueError("a TCN needs at least one level; give channels a non-empty list")
         self.blocks = [
-            TemporalBlock(c, self.kernel_size, 2**i, self.dropout, self.weight_norm)
+            TemporalBlock(c, self.kernel_size, 2**i, self.dropout, self.weight_norm, self.dtype, self.param_dtype)
             for i, c in enumerate(self.channels)
         ]
 

@@ -20,6 +20,10 @@ form with a KV cache (``initial_state(batch_size)`` / ``step(state, x_t)``) hold
 keys and values for the ``max_len`` positions; step ``t`` attends to cached positions ``<= t``.
 Steps past ``max_len`` are refused (the cache is full): an error, or NaN outputs under ``jit``.  The non-causal (encoder) form has no
 step form and raises :class:`~seqjax.layers.recurrent.StreamingError`.
+
+Precision: parameters in ``param_dtype``; everything computes in ``dtype`` (``None``: ``param_dtype``)
+except the attention softmax and the layer-norm statistics, taken in at least float32
+(:mod:`seqjax.models.precision`).
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ def rotary(x: Array, positions: Array) -> Array:
     d = x.shape[-1]
     angles = positions[..., None].astype(jnp.float32) * 10000.0 ** (-jnp.arange(0, d, 2) / d)  # [B, T, d/2]
     cos, sin = jnp.cos(angles)[:, :, None], jnp.sin(angles)[:, :, None]
+    cos, sin = cos.astype(x.dtype), sin.astype(x.dtype)
     x1, x2 = x[..., 0::2], x[..., 1::2]
     return jnp.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1).reshape(x.shape)
 
@@ -69,10 +74,13 @@ class SelfAttention(nn.Module):
     d_model: int
     n_heads: int
     rotary: bool = False
+    dtype: Any = None  # compute dtype; None: param_dtype
+    param_dtype: Any = jnp.float32
 
     def setup(self) -> None:
-        self.qkv = nn.Dense(3 * self.d_model)
-        self.out = nn.Dense(self.d_model)
+        dtypes = dict(dtype=self.dtype or self.param_dtype, param_dtype=self.param_dtype)
+        self.qkv = nn.Dense(3 * self.d_model, **dtypes)
+        self.out = nn.Dense(self.d_model, **dtypes)
 
     def project(self, u: Array, positions: Array) -> tuple[Array, Array, Array]:
         """``q, k, v [B, T, H, d_h]`` (rotated when ``rotary``)."""
@@ -84,9 +92,10 @@ class SelfAttention(nn.Module):
 
     def attend(self, q: Array, k: Array, v: Array, mask: Array) -> Array:
         logits = jnp.einsum("bthd,bshd->bhts", q, k) / jnp.sqrt(q.shape[-1]).astype(q.dtype)
+        logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))  # the softmax in >= float32
         weights = jax.nn.softmax(jnp.where(mask[:, None], logits, jnp.finfo(logits.dtype).min), axis=-1)
         weights = jnp.where(mask[:, None], weights, 0.0)  # a query with no visible key (padding) gets 0
-        y = jnp.einsum("bhts,bshd->bthd", weights, v)
+        y = jnp.einsum("bhts,bshd->bthd", weights.astype(v.dtype), v)
         return self.out(y.reshape(*y.shape[:2], self.d_model))
 
     def __call__(self, u: Array, positions: Array, mask: Array) -> Array:
@@ -111,11 +120,14 @@ class TransformerBlock(nn.Module):
     mlp_ratio: int = 4
     dropout: float = 0.0
     rotary: bool = False
+    dtype: Any = None  # compute dtype; None: param_dtype
+    param_dtype: Any = jnp.float32
 
     def setup(self) -> None:
-        self.norm1, self.norm2 = nn.LayerNorm(), nn.LayerNorm()
-        self.attn = SelfAttention(self.d_model, self.n_heads, self.rotary)
-        self.fc1, self.fc2 = nn.Dense(self.mlp_ratio * self.d_model), nn.Dense(self.d_model)
+        dtypes = dict(dtype=self.dtype or self.param_dtype, param_dtype=self.param_dtype)
+        self.norm1, self.norm2 = nn.LayerNorm(**dtypes), nn.LayerNorm(**dtypes)
+        self.attn = SelfAttention(self.d_model, self.n_heads, self.rotary, **dtypes)
+        self.fc1, self.fc2 = nn.Dense(self.mlp_ratio * self.d_model, **dtypes), nn.Dense(self.d_model, **dtypes)
         self.drop = nn.Dropout(self.dropout)
 
     def mlp(self, x: Array, deterministic: bool) -> Array:
@@ -145,21 +157,28 @@ class Transformer(nn.Module):
     positions: str = "sinusoidal"
     causal: bool = True
     max_len: int = 1024
+    dtype: Any = None  # compute dtype; None: param_dtype
+    param_dtype: Any = jnp.float32
 
     def setup(self) -> None:
         if self.positions not in POSITIONS:
             raise ValueError(f"unknown positions {self.positions!r}: choose one of {', '.join(POSITIONS)}")
-        self.in_proj = nn.Dense(self.d_model)
+        dtypes = dict(dtype=self._dtype(), param_dtype=self.param_dtype)
+        self.in_proj = nn.Dense(self.d_model, **dtypes)
         self.blocks = [
-            TransformerBlock(self.d_model, self.n_heads, self.mlp_ratio, self.dropout, self.positions == "rotary")
+            TransformerBlock(self.d_model, self.n_heads, self.mlp_ratio, self.dropout, self.positions == "rotary",
+                             **dtypes)
             for _ in range(self.n_layers)
         ]
-        self.norm = nn.LayerNorm()
+        self.norm = nn.LayerNorm(**dtypes)
         self.drop = nn.Dropout(self.dropout)
+
+    def _dtype(self) -> Any:
+        return self.dtype or self.param_dtype
 
     def _embed(self, x: Array, positions: Array) -> Array:
         x = self.in_proj(x)
-        return x + sinusoidal(positions, self.d_model) if self.positions == "sinusoidal" else x
+        return x + sinusoidal(positions, self.d_model).astype(x.dtype) if self.positions == "sinusoidal" else x
 
     def __call__(self, x: Array, lengths: Array | None = None, *, deterministic: bool = True) -> Array:
         """``[batch, time, d_in] -> [batch, time, d_model]``."""
@@ -182,7 +201,7 @@ class Transformer(nn.Module):
         """Empty KV caches ``[batch, max_len, heads, d_h]`` per layer and the position ``pos [batch] = 0``."""
         self._check_streaming()
         shape = (batch_size, self.max_len, self.n_heads, self.d_model // self.n_heads)
-        caches = [(jnp.zeros(shape), jnp.zeros(shape)) for _ in range(self.n_layers)]
+        caches = [(jnp.zeros(shape, self._dtype()), jnp.zeros(shape, self._dtype())) for _ in range(self.n_layers)]
         return {"caches": caches, "pos": jnp.zeros((batch_size,), jnp.int32)}
 
     def step(self, state: dict[str, Any], x_t: Array) -> tuple[dict[str, Any], Array]:

@@ -4,9 +4,15 @@
   else ``T`` (the last real step of each sequence) -> ``[B, output_dim]`` (values or logits);
 * ``classify_steps``: ``out_t = W y_t + b`` at every step -> ``[B, T, output_dim]`` logits
   (sequence labelling or language modelling).
+
+A head's weights are stored in ``param_dtype``; it computes in the wider of its input's dtype and
+``param_dtype`` (Flax's promotion), so a bfloat16 backbone under float32 parameters gives float32
+outputs to the loss.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -29,20 +35,22 @@ class LastStepHead(nn.Module):
     """``out = W y_{L-1} + b``: ``[B, T, D] -> [B, features]``."""
 
     features: int
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, y: Array, lengths: Array | None = None) -> Array:
-        return nn.Dense(self.features, name="out")(last_step(y, lengths))
+        return nn.Dense(self.features, param_dtype=self.param_dtype, name="out")(last_step(y, lengths))
 
 
 class PerStepHead(nn.Module):
     """``out_t = W y_t + b``: ``[B, T, D] -> [B, T, features]``."""
 
     features: int
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, y: Array, lengths: Array | None = None) -> Array:
-        return nn.Dense(self.features, name="out")(y)
+        return nn.Dense(self.features, param_dtype=self.param_dtype, name="out")(y)
 
 
 HEADS: Registry[type] = Registry("head", "seqjax.models.heads")
@@ -51,6 +59,6 @@ HEADS.register("classify_last", LastStepHead)
 HEADS.register("classify_steps", PerStepHead)
 
 
-def make_head(kind: str, features: int) -> nn.Module:
+def make_head(kind: str, features: int, param_dtype: Any = jnp.float32) -> nn.Module:
     """The head for a task of ``kind`` (one of :data:`seqjax.tasks.TASK_KINDS`)."""
-    return HEADS.get(kind)(features)
+    return HEADS.get(kind)(features, param_dtype=param_dtype)

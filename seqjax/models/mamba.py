@@ -11,6 +11,7 @@ from seqjax.layers.mamba import MambaBlock
 from seqjax.layers.residual import NORMS, ResidualStack
 from seqjax.linear_scan import METHODS
 from seqjax.models.checks import check_at_least, check_choice
+from seqjax.models.precision import check_precision, dtypes
 from seqjax.models.registry import register_backbone
 
 
@@ -30,8 +31,11 @@ class MambaOptions:
     dropout: float = 0.0
     chunk_size: Optional[int] = 16  # None: one chunk (holds [batch, L, d_inner, d_state])
     scan_method: str = "auto"  # linear_scan method inside a chunk
+    dtype: Optional[str] = None  # compute dtype (seqjax.models.precision); unset: param_dtype
+    param_dtype: str = "float32"
 
     def __post_init__(self) -> None:
+        check_precision("mamba", self)
         for key in ("d_model", "n_layers", "d_state", "d_conv", "expand", "dt_rank", "chunk_size"):
             check_at_least("mamba", key, getattr(self, key), 1)
         check_choice("mamba", "norm", self.norm, NORMS)
@@ -43,7 +47,7 @@ def build_mamba(opts: MambaOptions) -> nn.Module:
     block = dict(
         d_model=opts.d_model, d_state=opts.d_state, d_conv=opts.d_conv, expand=opts.expand,
         dt_rank=opts.dt_rank, dt_min=opts.dt_min, dt_max=opts.dt_max, chunk_size=opts.chunk_size,
-        scan_method=opts.scan_method,
+        scan_method=opts.scan_method, **dtypes(opts),
     )
     blocks = [MambaBlock(**block) for _ in range(opts.n_layers)]
-    return ResidualStack(blocks=blocks, d_model=opts.d_model, norm=opts.norm, dropout=opts.dropout)
+    return ResidualStack(blocks=blocks, d_model=opts.d_model, norm=opts.norm, dropout=opts.dropout, **dtypes(opts))

@@ -12,6 +12,7 @@ from seqjax.errors import UserError
 from seqjax.initializers import RECURRENT_INITS
 from seqjax.layers import StackedRNN
 from seqjax.models.checks import check_at_least, check_choice
+from seqjax.models.precision import check_precision, compute_dtype, param_dtype
 from seqjax.models.registry import register_backbone
 from seqjax.scan import BPTT_MODES, MERGE_MODES
 
@@ -39,11 +40,14 @@ class RecurrentOptions:
     variant: str = "reset_after"  # gru only: "reset_after" or "cho"
     recurrent_init: str = "orthogonal"
     spectral_norm: Optional[float] = None
+    dtype: Optional[str] = None  # compute dtype (seqjax.models.precision); unset: param_dtype
+    param_dtype: str = "float32"
 
     def __post_init__(self) -> None:
         name = "recurrent model"
         for key in ("hidden_size", "num_layers", "unroll"):
             check_at_least(name, key, getattr(self, key), 1)
+        check_precision(name, self)
         if self.hidden_sizes is not None and (not self.hidden_sizes or min(self.hidden_sizes) < 1):
             raise UserError(f"{name}: hidden_sizes={self.hidden_sizes} must be a non-empty list of positive widths")
         for key, allowed in [("merge", MERGE_MODES), ("bptt", BPTT_MODES), ("activation", ACTIVATIONS),
@@ -63,7 +67,8 @@ def _build(name: str):
         widths = list(opts.hidden_sizes) if opts.hidden_sizes else [opts.hidden_size] * opts.num_layers
         extra = {k: getattr(opts, k) for k in _CELL_ONLY[name]}
         cells = tuple(
-            make_cell(name, w, recurrent=opts.recurrent_init, spectral_norm=opts.spectral_norm, **extra)
+            make_cell(name, w, recurrent=opts.recurrent_init, spectral_norm=opts.spectral_norm,
+                      dtype=compute_dtype(opts), param_dtype=param_dtype(opts), **extra)
             for w in widths
         )
         return StackedRNN(

@@ -16,6 +16,10 @@ Decoder (a pure :class:`~seqjax.cells.Cell` stepped under ``scan``/``while_loop`
 * ``attention="luong"``:    ``h_t = cell([e_t; c], h_{t-1})``, ``a_t = align(h_t, m)``,
   ``o_t = tanh(W_c [ctx_t; h_t])`` (Luong et al. 2015).
 
+Precision: ``dtype`` / ``param_dtype`` as for every model (:mod:`seqjax.models.precision`): the
+encoder, the source embedding and the decoder cell compute in ``dtype``; the decoder's parameters
+are stored in ``param_dtype`` and used in ``dtype``; the loss is taken in at least float32.
+
 Training is teacher forcing; with ``scheduled_sampling = p`` each step's input is, with
 probability ``p``, a token sampled from the model's previous prediction instead (Bengio et al.
 2015).  Loss = ``-sum_{t < tgt_len} log p(y_t) / sum tgt_len`` (PAD is masked out, EOS counts).
@@ -25,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
 import flax.linen as nn
 import jax
@@ -37,6 +41,7 @@ from seqjax.cells import Carry, Cell, LSTMCarry, make_cell
 from seqjax.errors import UserError
 from seqjax.initializers import input_init
 from seqjax.layers.attention import ATTENTION_KINDS, Attention, attend, make_attention, source_mask
+from seqjax.models.precision import check_precision, compute_dtype, param_dtype
 from seqjax.models.recurrent import RecurrentOptions
 from seqjax.models.registry import build_backbone
 from seqjax.readout import readout, readout_init
@@ -61,6 +66,8 @@ class Seq2SeqOptions:
     attention: str = "none"  # none | bahdanau | luong
     attention_size: int = 64  # bahdanau only
     scheduled_sampling: float = 0.0
+    dtype: Optional[str] = None  # compute dtype (seqjax.models.precision); unset: param_dtype
+    param_dtype: str = "float32"
 
     def __post_init__(self) -> None:
         check_options(self)
@@ -80,6 +87,7 @@ def check_options(o: Seq2SeqOptions) -> None:
         raise UserError(f"model.attention={o.attention!r} is unknown: choose one of {', '.join(ATTENTION_KINDS)}")
     if not 0.0 <= o.scheduled_sampling <= 1.0:
         raise UserError(f"model.scheduled_sampling={o.scheduled_sampling} must lie in [0, 1]")
+    check_precision("seq2seq", o)
 
 
 class EncoderContext(NamedTuple):
@@ -110,18 +118,25 @@ def _context_of(top_carry: Any, bidirectional: bool) -> Array:
 
 
 @functools.lru_cache(maxsize=None)
-def make_decoder(cell: str, hidden_size: int, attention: str, attention_size: int) -> Decoder:
-    """The decoder's cell and attention (cached: the same options give the same functions)."""
+def make_decoder(
+    cell: str, hidden_size: int, attention: str, attention_size: int, dtype: str = "float32"
+) -> Decoder:
+    """The decoder's cell (computing in ``dtype``) and attention (cached: the same options give the same functions)."""
     att = None if attention == "none" else make_attention(attention, attention_size)
-    return Decoder(make_cell(cell, hidden_size), att, attention)
+    return Decoder(make_cell(cell, hidden_size, dtype=jnp.dtype(dtype)), att, attention)
 
 
 def decoder_of(o: Seq2SeqOptions) -> Decoder:
-    return make_decoder(o.decoder_cell, o.decoder_hidden_size, o.attention, o.attention_size)
+    return make_decoder(o.decoder_cell, o.decoder_hidden_size, o.attention, o.attention_size, compute_dtype(o).name)
 
 
-def init_decoder(dec: Decoder, key: Array, vocab: int, embed: int, memory: int) -> dict:
-    """Params ``{embed [V, E], cell, readout, (attention), (combine W_c)}``."""
+def in_dtype(params: Any, dtype: Any) -> Any:
+    """Every floating leaf of ``params`` cast to ``dtype`` (the decoder's parameters for its compute dtype)."""
+    return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, params)
+
+
+def init_decoder(dec: Decoder, key: Array, vocab: int, embed: int, memory: int, param_dtype: Any = jnp.float32) -> dict:
+    """Params ``{embed [V, E], cell, readout, (attention), (combine W_c)}``, stored in ``param_dtype``."""
     k_e, k_c, k_o, k_a, k_w = jax.random.split(key, 5)
     H = dec.cell.hidden_size
     cell_in = embed + memory + (memory if dec.kind == "bahdanau" else 0)
@@ -135,7 +150,7 @@ def init_decoder(dec: Decoder, key: Array, vocab: int, embed: int, memory: int) 
         params["attention"] = dec.attention.init(k_a, H, memory)
     if dec.kind == "luong":
         params["combine"] = input_init(k_w, (memory + H, H), jnp.float32)
-    return params
+    return in_dtype(params, param_dtype)
 
 
 def decoder_step(
@@ -189,7 +204,7 @@ def _scan_steps(
         carry, logits, weights = decoder_step(dec, p, ctx, carry, choose(t, y_t, prev_logits))
         return (carry, logits), (logits, weights)
 
-    init = (dec.cell.initial_carry((B,)), jnp.zeros((B, V), jnp.float32))
+    init = (dec.cell.initial_carry((B,)), jnp.zeros((B, V), p["readout"]["b_o"].dtype))
     _, (logits, weights) = jax.lax.scan(body, init, (jnp.arange(y_teacher.shape[0]), y_teacher))
     return jnp.swapaxes(logits, 0, 1), jnp.swapaxes(weights, 0, 1)
 
@@ -221,7 +236,8 @@ def target_mask(tgt_len: Array, T: int) -> Array:
 
 def sequence_log_likelihood(logits: Array, tgt: Array, tgt_len: Array) -> Array:
     """``log p(y | x) = sum_{t < tgt_len} log softmax(logits_t)[y_t]`` per example, ``[B]``."""
-    logp = -optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), tgt)
+    logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))  # bfloat16 up, float64 kept
+    logp = -optax.softmax_cross_entropy_with_integer_labels(logits, tgt)
     return (logp * target_mask(tgt_len, tgt.shape[1])).sum(-1)
 
 
@@ -243,16 +259,17 @@ class Seq2Seq(nn.Module):
 
     def setup(self) -> None:
         o = self.opts
-        self.src_embed = nn.Embed(self.src_vocab, o.embed_size)
+        self.src_embed = nn.Embed(self.src_vocab, o.embed_size, dtype=compute_dtype(o), param_dtype=param_dtype(o))
         self.encoder = build_backbone(
             o.encoder_cell,
             RecurrentOptions(
-                hidden_size=o.encoder_hidden_size, num_layers=o.encoder_layers, bidirectional=o.encoder_bidirectional
+                hidden_size=o.encoder_hidden_size, num_layers=o.encoder_layers, bidirectional=o.encoder_bidirectional,
+                dtype=o.dtype, param_dtype=o.param_dtype,
             ),
         )
         memory = o.encoder_hidden_size * (2 if o.encoder_bidirectional else 1)
         self.decoder = self.param(
-            "decoder", lambda k: init_decoder(decoder_of(o), k, self.tgt_vocab, o.embed_size, memory)
+            "decoder", lambda k: init_decoder(decoder_of(o), k, self.tgt_vocab, o.embed_size, memory, param_dtype(o))
         )
 
     def encode(self, src: Array, src_len: Array, deterministic: bool = True) -> EncoderContext:
@@ -272,10 +289,11 @@ class Seq2Seq(nn.Module):
         """
         ctx = self.encode(src, src_len, deterministic)
         dec, y_in = decoder_of(self.opts), decoder_inputs(tgt)
+        p = in_dtype(self.decoder, compute_dtype(self.opts))
         rate = self.opts.scheduled_sampling
         if key is not None and rate > 0.0:
-            return scheduled_sampling(dec, self.decoder, ctx, y_in, key, rate)
-        return teacher_forced(dec, self.decoder, ctx, y_in)
+            return scheduled_sampling(dec, p, ctx, y_in, key, rate)
+        return teacher_forced(dec, p, ctx, y_in)
 
 
 @functools.lru_cache(maxsize=None)
@@ -297,7 +315,8 @@ def decoder_start(model: Seq2Seq, variables: Any, src: Array, src_len: Array) ->
     """``(step_fn, decoder_params, context, initial_carry)``: the arguments of the :mod:`seqjax.decoding` functions."""
     ctx = model.apply(variables, src, src_len, method=Seq2Seq.encode)
     state = decoder_of(model.opts).cell.initial_carry((src.shape[0],))
-    return make_step_fn(model.opts), variables["params"]["decoder"], ctx, state
+    params = in_dtype(variables["params"]["decoder"], compute_dtype(model.opts))
+    return make_step_fn(model.opts), params, ctx, state
 
 
 def generate(

@@ -11,6 +11,7 @@ import flax.linen as nn
 from seqjax.errors import UserError
 from seqjax.layers.tcn import TCN, levels_for_context, receptive_field
 from seqjax.models.checks import check_at_least
+from seqjax.models.precision import check_precision, dtypes
 from seqjax.models.registry import register_backbone
 
 __all__ = ["TCNOptions", "build_tcn", "check_receptive_field", "levels_for_context"]
@@ -29,10 +30,13 @@ class TCNOptions:
     kernel_size: int = 3
     dropout: float = 0.0
     weight_norm: bool = False
+    dtype: Optional[str] = None  # compute dtype (seqjax.models.precision); unset: param_dtype
+    param_dtype: str = "float32"
 
     def __post_init__(self) -> None:
         for key in ("channels", "levels", "kernel_size"):
             check_at_least("tcn", key, getattr(self, key), 1)
+        check_precision("tcn", self)
         if self.channel_sizes is not None and (not self.channel_sizes or min(self.channel_sizes) < 1):
             raise UserError(f"tcn: channel_sizes={self.channel_sizes} must be a non-empty list of positive widths")
         if not 0.0 <= self.dropout < 1.0:
@@ -64,4 +68,4 @@ def check_receptive_field(opts: TCNOptions, seq_len: int) -> str | None:
 @register_backbone("tcn", TCNOptions)
 def build_tcn(opts: TCNOptions) -> nn.Module:
     return TCN(channels=tuple(opts.widths()), kernel_size=opts.kernel_size, dropout=opts.dropout,
-               weight_norm=opts.weight_norm)
+               weight_norm=opts.weight_norm, **dtypes(opts))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Optional
 
 import flax.linen as nn
 
 from seqjax.errors import UserError
 from seqjax.layers.transformer import POSITIONS, Transformer
+from seqjax.models.precision import check_precision, dtypes
 from seqjax.models.registry import register_backbone
 
 
@@ -28,8 +30,11 @@ class TransformerOptions:
     positions: str = "sinusoidal"  # sinusoidal | rotary
     causal: bool = True
     max_len: int = 1024  # KV-cache length of the step form
+    dtype: Optional[str] = None  # compute dtype (seqjax.models.precision); unset: param_dtype
+    param_dtype: str = "float32"
 
     def __post_init__(self) -> None:
+        check_precision("transformer", self)
         if self.positions not in POSITIONS:
             raise UserError(f"model.positions={self.positions!r} is unknown: choose one of {', '.join(POSITIONS)}")
         if self.n_heads < 1 or self.d_model % self.n_heads:
@@ -41,4 +46,4 @@ class TransformerOptions:
 
 @register_backbone("transformer", TransformerOptions, causal=lambda o: o.causal)
 def build_transformer(opts: TransformerOptions) -> nn.Module:
-    return Transformer(**dataclasses.asdict(opts))
+    return Transformer(**{**dataclasses.asdict(opts), **dtypes(opts)})

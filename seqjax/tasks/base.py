@@ -42,9 +42,14 @@ class TaskSpec(NamedTuple):
     make: Callable[[Any], Task]
 
 
+def _at_least_float32(x: Array) -> Array:
+    """Losses in float32 for bfloat16 outputs, and in float64 for a float64 model (no rounding down)."""
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
 def regression_metrics(preds: Array, batch: Batch) -> dict[str, Array]:
     """``mse = mean((y_hat - y)^2)``; ``solved`` = fraction with squared error < 0.04 (Pascanu et al. 2013)."""
-    squared = jnp.square(preds.astype(jnp.float32) - batch["targets"])
+    squared = jnp.square(_at_least_float32(preds) - batch["targets"])
     mse = jnp.mean(squared)
     return {"loss": mse, "mse": mse, "solved": jnp.mean(squared.sum(-1) < 0.04)}
 
@@ -52,7 +57,7 @@ def regression_metrics(preds: Array, batch: Batch) -> dict[str, Array]:
 def step_classification_metrics(logits: Array, batch: Batch) -> dict[str, Array]:
     """``ce = sum_t m_t CE(logits_t, y_t) / sum_t m_t``; ``accuracy`` over the same weights."""
     mask = batch["mask"]
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), batch["targets"])
+    ce = optax.softmax_cross_entropy_with_integer_labels(_at_least_float32(logits), batch["targets"])
     correct = (jnp.argmax(logits, -1) == batch["targets"]).astype(jnp.float32)
     total = jnp.maximum(mask.sum(), 1.0)
     ce_mean = (ce * mask).sum() / total

@@ -17,6 +17,11 @@ Every trial's config is composed and validated before the first one starts.  Eac
 ``seqjax train`` process with its own run directory (``<out>/<trial>``), so a crash in one trial loses
 nothing of the others; re-running the sweep skips finished trials (``summary.json`` present) and resumes
 unfinished ones from their latest checkpoint.  ``seqjax report <out>`` tabulates the results.
+
+``seqjax sweep FILE KEY=VALUE ...`` (``run_sweep(path, overrides=[...])``) adds dotted overrides to every
+trial, after the file's ``overrides``, e.g. ``train.steps=4`` for a smoke run; a key the grid sweeps,
+``seed`` and ``run_dir`` are set per trial and cannot be overridden.  The overrides become part of each
+trial's config, so re-run an unfinished sweep with the same ones, or give it its own ``out``.
 """
 
 from __future__ import annotations
@@ -56,8 +61,11 @@ class Trial:
     run_dir: Path
 
 
-def load_sweep(path: str | Path) -> tuple[SweepConfig, list[Path]]:
-    """Read and type-check a sweep file; returns the spec and the experiment files' paths."""
+def load_sweep(path: str | Path, out: str | Path | None = None) -> tuple[SweepConfig, list[Path]]:
+    """Read and type-check a sweep file; returns the spec and the experiment files' paths.
+
+    ``out`` replaces the file's output folder.
+    """
     path = Path(path)
     if not path.exists():
         raise UserError(f"sweep file {str(path)!r} not found: check the path")
@@ -72,7 +80,7 @@ def load_sweep(path: str | Path) -> tuple[SweepConfig, list[Path]]:
     for key, values in spec.grid.items():
         if not values:
             raise UserError(f"{path}: grid.{key} has no values: give a non-empty list")
-    spec.out = spec.out or str(Path("runs") / "sweeps" / path.stem)
+    spec.out = str(out) if out is not None else spec.out or str(Path("runs") / "sweeps" / path.stem)
     experiments = spec.experiment if isinstance(spec.experiment, list) else [spec.experiment]
     if not experiments or spec.experiment == "???":
         raise UserError(f"{path}: experiment is not set: name an experiment file (or a list of them)")
@@ -83,8 +91,26 @@ def _value_text(value: Any) -> str:
     return str(value).replace("/", "_").replace(" ", "")
 
 
-def expand(spec: SweepConfig, experiments: list[Path]) -> list[Trial]:
-    """The Cartesian product of experiments, ``grid`` and ``seeds``, in a stable order."""
+def check_overrides(spec: SweepConfig, overrides: list[str] | tuple[str, ...]) -> None:
+    """Command-line overrides for every trial: KEY=VALUE, and no key that each trial sets itself."""
+    for override in overrides:
+        key = override.split("=", 1)[0]
+        if "=" not in override or not key:
+            raise UserError(f"command line: override {override!r} is not KEY=VALUE, e.g. train.steps=100")
+        if key in spec.grid:
+            raise UserError(f"command line: {key} is swept by the grid ({spec.grid[key]}): edit the sweep file "
+                            "to change its values")
+        if key in ("seed", "run_dir"):
+            raise UserError(f"command line: {key} is set per trial (seeds, and <out>/<trial>); "
+                            "edit the sweep's seeds or out instead")
+
+
+def expand(spec: SweepConfig, experiments: list[Path], overrides: list[str] | tuple[str, ...] = ()) -> list[Trial]:
+    """The Cartesian product of experiments, ``grid`` and ``seeds``, in a stable order.
+
+    ``overrides`` (checked by :func:`check_overrides`) follow the file's ``overrides`` in every trial.
+    """
+    check_overrides(spec, overrides)
     keys = list(spec.grid)
     trials = []
     for experiment in experiments:
@@ -95,8 +121,8 @@ def expand(spec: SweepConfig, experiments: list[Path]) -> list[Trial]:
             for seed in spec.seeds:
                 name = ",".join([*prefix, *label, f"seed={seed}"])
                 run_dir = Path(spec.out) / name
-                overrides = (*spec.overrides, *point, f"seed={seed}", f"run_dir={run_dir}")
-                trials.append(Trial(name, experiment, overrides, run_dir))
+                trial_overrides = (*spec.overrides, *overrides, *point, f"seed={seed}", f"run_dir={run_dir}")
+                trials.append(Trial(name, experiment, trial_overrides, run_dir))
     return trials
 
 
@@ -112,10 +138,14 @@ def _run_trial(trial: Trial, quiet: bool) -> int:
     return rc
 
 
-def run_sweep(path: str | Path, *, jobs: int = 1, dry_run: bool = False, quiet: bool = False) -> list[Trial]:
-    """Validate every trial, then run those without a summary; returns the failed trials."""
-    spec, experiments = load_sweep(path)
-    trials = expand(spec, experiments)
+def run_sweep(path: str | Path, *, jobs: int = 1, dry_run: bool = False, quiet: bool = False,
+              overrides: list[str] | tuple[str, ...] = (), out: str | Path | None = None) -> list[Trial]:
+    """Validate every trial, then run those without a summary; returns the failed trials.
+
+    ``overrides`` are added to every trial (see :func:`check_overrides`); ``out`` replaces the file's.
+    """
+    spec, experiments = load_sweep(path, out)
+    trials = expand(spec, experiments, overrides)
     for trial in trials:  # validate everything before any work starts
         try:
             load_config(trial.experiment, list(trial.overrides))
@@ -123,7 +153,8 @@ def run_sweep(path: str | Path, *, jobs: int = 1, dry_run: bool = False, quiet: 
             raise UserError(f"{path}: trial {trial.name}: {e}") from None
     out = Path(spec.out)
     out.mkdir(parents=True, exist_ok=True)
-    record = dataclasses.replace(spec, experiment=[str(e.resolve()) for e in experiments])
+    record = dataclasses.replace(spec, experiment=[str(e.resolve()) for e in experiments],
+                                 overrides=[*spec.overrides, *overrides])
     (out / SWEEP_RECORD).write_text(OmegaConf.to_yaml(OmegaConf.structured(record)))
     pending = [t for t in trials if not (t.run_dir / SUMMARY).exists()]
     if not quiet:

@@ -17,7 +17,10 @@ Expected scaling per layer (d = width, N = state size, k = kernel):
 | S4D | O(L log L d) (FFT) | 1 | O(N d), constant |
 | Mamba | O(L d N) | log L (associative scan) | O(N d + k d), constant |
 
-Usage:  python experiments/complexity/run.py [--lengths 256 1024 4096] [--batch 4] [--repeats 3]
+Usage:  python experiments/complexity/run.py [--lengths 256 1024 4096] [--batch 4] [--repeats 3] [--quick]
+
+``--quick`` is a smoke test: the same measurements at L=16, batch 2, one repeat (it overrides those three
+options); its results go under ``--out`` (default ``runs/quick/complexity``).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from seqjax.models.registry import get_backbone  # noqa: E402
 
 WIDTH = 64
 FAMILIES = ("lstm", "tcn", "transformer", "s4d", "mamba")
+QUICK = dict(lengths=[16], batch=2, repeats=1)  # --quick: compiling dominates, so the width stays
 
 
 def family_options(name: str, length: int) -> dict[str, Any]:
@@ -122,9 +126,13 @@ def main() -> None:
     parser.add_argument("--lengths", type=int, nargs="+", default=[256, 1024, 4096])
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", default=str(pathlib.Path(__file__).parent))
+    parser.add_argument("--out", default=None,
+                        help="results folder (default: here; with --quick runs/quick/complexity)")
+    parser.add_argument("--quick", action="store_true", help=f"a smoke test at a tiny size: {QUICK}")
     args = parser.parse_args()
-    out = pathlib.Path(args.out)
+    if args.quick:
+        vars(args).update(QUICK)
+    out = pathlib.Path(args.out or ("runs/quick/complexity" if args.quick else pathlib.Path(__file__).parent))
     out.mkdir(parents=True, exist_ok=True)
     print(write(measure(args.lengths, args.batch, args.repeats), out, args.batch))
 

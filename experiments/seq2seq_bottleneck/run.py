@@ -8,7 +8,11 @@ Adam 3e-3, batch 64, the same number of steps; each trains through the standard 
 (``configs/experiments/seq2seq_reverse{,_attention}.yaml``) and is scored with ``seqjax eval``
 (greedy decoding, best validation checkpoint, fixed test set).
 
-Usage:  python experiments/seq2seq_bottleneck/run.py [--lengths 5 10 20 40] [--steps 1500]
+Usage:  python experiments/seq2seq_bottleneck/run.py [--lengths 5 10 20 40] [--steps 1500] [--quick]
+
+Run directories go to ``<out>/runs/``.  ``--quick`` is a smoke test of the same pipeline (it overrides
+``--lengths``, ``--steps`` and ``--batch``): both models at source length 4, widths 8-16, 2 steps on batches
+of 4, scored on 8 examples; results under ``--out`` (default ``runs/quick/seq2seq_bottleneck``).
 """
 
 from __future__ import annotations
@@ -34,16 +38,21 @@ CONFIGS = {"none": "seq2seq_reverse.yaml", "bahdanau": "seq2seq_reverse_attentio
 MODEL = ["model.embed_size=32", "model.encoder_cell=lstm", "model.encoder_hidden_size=64",
          "model.encoder_bidirectional=true", "model.decoder_cell=lstm", "model.decoder_hidden_size=128",
          "model.attention_size=64"]
+EXAMPLES = ["train.eval_examples=256", "train.test_examples=512"]
+QUICK = dict(lengths=[4], steps=2, batch=4)  # --quick, with these overrides after MODEL and EXAMPLES:
+QUICK_OVERRIDES = ["model.embed_size=8", "model.encoder_hidden_size=8", "model.decoder_hidden_size=16",
+                   "model.attention_size=8", "train.eval_examples=8", "train.test_examples=8",
+                   "train.eval_batch_size=8"]
 
 
-def train_one(length: int, attention: str, steps: int, batch: int) -> dict:
-    run_dir = HERE / "runs" / f"{attention}_L{length}"
+def train_one(length: int, attention: str, steps: int, batch: int, out: pathlib.Path = HERE,
+              extra: list[str] = ()) -> dict:
+    run_dir = out / "runs" / f"{attention}_L{length}"
     shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run every time: the command reproduces the table
     every = max(steps // 4, 1)
     overrides = [*MODEL, f"task.min_len={length}", f"task.max_len={length}", "task.num_symbols=10",
                  f"train.steps={steps}", f"train.batch_size={batch}", f"train.eval_every={every}",
-                 f"train.checkpoint_every={every}", "train.eval_examples=256", "train.test_examples=512",
-                 "train.progress=false", f"run_dir={run_dir}"]
+                 f"train.checkpoint_every={every}", *EXAMPLES, "train.progress=false", *extra, f"run_dir={run_dir}"]
     cfg = load_config(ROOT / "configs" / "experiments" / CONFIGS[attention], overrides)
     started = time.time()
     summary = Trainer(cfg).run()
@@ -87,14 +96,22 @@ def main() -> None:
     parser.add_argument("--lengths", type=int, nargs="+", default=[5, 10, 20, 40])
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--out", type=pathlib.Path, default=HERE)
+    parser.add_argument("--out", type=pathlib.Path, default=None,
+                        help="results folder (default: here; with --quick runs/quick/seq2seq_bottleneck)")
+    parser.add_argument("--quick", action="store_true", help=f"a smoke test at a tiny size: {QUICK}")
     args = parser.parse_args()
+    if args.quick:
+        vars(args).update(QUICK)
+        args.out = args.out or pathlib.Path("runs/quick/seq2seq_bottleneck")
+    out = args.out or HERE
+    out.mkdir(parents=True, exist_ok=True)
+    extra = QUICK_OVERRIDES if args.quick else []
     rows = []
     for length in args.lengths:
         for attention in ("none", "bahdanau"):
-            rows.append(train_one(length, attention, args.steps, args.batch))
+            rows.append(train_one(length, attention, args.steps, args.batch, out, extra))
             print(json.dumps(rows[-1]), flush=True)
-            write(rows, args.out)
+            write(rows, out)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 
 from seqjax.errors import UserError
 from seqjax.tasks import fixed_split, get_task, make_task, train_batch
+from seqjax.tasks.registry import TASKS
 
 
 def _task(name, **kw):
@@ -146,3 +147,16 @@ def test_causal_flag_marks_exactly_the_tasks_whose_answers_are_later_inputs(name
     assert found or name == "induction"  # induction's one answer sits at the last position
     assert task.causal == all(found)
     assert task.causal or not any(found)
+
+
+@pytest.mark.parametrize("name", TASKS.names())
+def test_batches_are_the_same_with_and_without_x64(name):
+    """Draws are int32 / float32: enabling x64 (as the float64 gradient tests do) changes no batch's values,
+    and no token array's dtype."""
+    task = make_task(name)
+    plain = task.sample(jax.random.key(3), 4)
+    with jax.enable_x64(True):
+        wide = task.sample(jax.random.key(3), 4)
+    for k in plain:
+        assert not jnp.issubdtype(plain[k].dtype, jnp.integer) or wide[k].dtype == plain[k].dtype == jnp.int32, k
+        np.testing.assert_array_equal(np.asarray(wide[k]), np.asarray(plain[k]), err_msg=k)

@@ -36,8 +36,8 @@ def _marker_positions(key: jax.Array, batch_size: int, seq_len: int, variant: st
         return distinct_positions(key, batch_size, seq_len, 2)
     half = seq_len // 2
     k1, k2 = jax.random.split(key)
-    first = jax.random.randint(k1, (batch_size,), 0, half)
-    second = jax.random.randint(k2, (batch_size,), half, seq_len)
+    first = jax.random.randint(k1, (batch_size,), 0, half, dtype=jnp.int32)
+    second = jax.random.randint(k2, (batch_size,), half, seq_len, dtype=jnp.int32)
     return jnp.stack([first, second], axis=1)
 
 
@@ -49,9 +49,9 @@ def adding(opts: AddingOptions) -> Task:
 
     def sample(key: jax.Array, batch_size: int) -> Batch:
         k_val, k_pos = jax.random.split(key)
-        values = jax.random.uniform(k_val, (batch_size, T))
+        values = jax.random.uniform(k_val, (batch_size, T), jnp.float32)
         positions = _marker_positions(k_pos, batch_size, T, opts.variant)
-        markers = jnp.zeros((batch_size, T)).at[jnp.arange(batch_size)[:, None], positions].set(1.0)
+        markers = jnp.zeros((batch_size, T), jnp.float32).at[jnp.arange(batch_size)[:, None], positions].set(1.0)
         target = jnp.sum(values * markers, axis=1, keepdims=True)
         return {"inputs": jnp.stack([values, markers], axis=-1), "targets": target}
 

@@ -44,7 +44,7 @@ def associative_recall(opts: AssociativeRecallOptions) -> Task:
         k_key, k_val, k_slot = jax.random.split(key, 3)
         rows = jnp.arange(batch_size)[:, None]
         keys = distinct_positions(k_key, batch_size, V // 2 - 1, K) + 1
-        values = jax.random.randint(k_val, (batch_size, K), V // 2, V)
+        values = jax.random.randint(k_val, (batch_size, K), V // 2, V, dtype=jnp.int32)
         pairs = jnp.stack([keys, values], axis=-1).reshape(batch_size, 2 * K)
         # slot j of the query region starts at 2K + 2j; pair i is queried in slot query_slot[:, i]
         query_at = 2 * K + 2 * distinct_positions(k_slot, batch_size, slots, K)

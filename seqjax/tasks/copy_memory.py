@@ -33,7 +33,7 @@ class CopyOptions:
 
 
 def copy_batch(key: jax.Array, batch_size: int, T: int, variant: str) -> Batch:
-    symbols = jax.random.randint(key, (batch_size, COPY_LENGTH), 1, NUM_SYMBOLS + 1)
+    symbols = jax.random.randint(key, (batch_size, COPY_LENGTH), 1, NUM_SYMBOLS + 1, dtype=jnp.int32)
     total = T + 2 * COPY_LENGTH
     inputs = jnp.zeros((batch_size, total), jnp.int32).at[:, :COPY_LENGTH].set(symbols)
     delimiter_at = T + COPY_LENGTH - 1  # after the T - 1 blanks

@@ -36,8 +36,8 @@ def induction_heads(opts: InductionOptions) -> Task:
     def sample(key: jax.Array, batch_size: int) -> Batch:
         k_tok, k_pos = jax.random.split(key)
         rows = jnp.arange(batch_size)
-        tokens = jax.random.randint(k_tok, (batch_size, L), 0, V - 1)
-        first = jax.random.randint(k_pos, (batch_size,), 0, L - 2)  # x_{p+1} lies before the last position
+        tokens = jax.random.randint(k_tok, (batch_size, L), 0, V - 1, dtype=jnp.int32)
+        first = jax.random.randint(k_pos, (batch_size,), 0, L - 2, dtype=jnp.int32)  # x_{p+1} lies before the last position
         answer = tokens[rows, first + 1]
         inputs = tokens.at[rows, first].set(V - 1).at[:, L - 1].set(V - 1)
         targets = jnp.zeros((batch_size, L), jnp.int32).at[:, L - 1].set(answer)

@@ -12,7 +12,8 @@ def distinct_positions(key: jax.Array, batch_size: int, length: int, count: int,
     The ranks of ``length`` i.i.d. uniforms form a uniform random permutation; its first ``count``
     entries are a uniform draw of ``count`` distinct positions (sorted ascending when ``sort``).
     """
-    positions = jnp.argsort(jax.random.uniform(key, (batch_size, length)), axis=1)[:, :count]
+    u = jax.random.uniform(key, (batch_size, length), jnp.float32)  # float32 and int32: the same draw under x64
+    positions = jnp.argsort(u, axis=1)[:, :count].astype(jnp.int32)
     return jnp.sort(positions, axis=1) if sort else positions
 
 

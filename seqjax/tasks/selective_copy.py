@@ -40,7 +40,7 @@ def selective_copy(opts: SelectiveCopyOptions) -> Task:
 
     def sample(key: jax.Array, batch_size: int) -> Batch:
         k_tok, k_pos = jax.random.split(key)
-        data = jax.random.randint(k_tok, (batch_size, M), 1, V - 1)
+        data = jax.random.randint(k_tok, (batch_size, M), 1, V - 1, dtype=jnp.int32)
         positions = distinct_positions(k_pos, batch_size, L, M, sort=True)
         rows = jnp.arange(batch_size)[:, None]
         region = jnp.zeros((batch_size, L), jnp.int32).at[rows, positions].set(data)

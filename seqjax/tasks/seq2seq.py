@@ -90,7 +90,7 @@ def _reverse_valid(x: Array, n: Array) -> Array:
 
 
 def _lengths(key: Array, batch_size: int, lo: int, hi: int) -> Array:
-    return jax.random.randint(key, (batch_size,), lo, hi + 1)
+    return jax.random.randint(key, (batch_size,), lo, hi + 1, dtype=jnp.int32)
 
 
 def _check_lengths(task: str, min_len: int, max_len: int) -> None:
@@ -126,7 +126,7 @@ def _symbols_task(name: str, transform: Callable[[Array, Array], Array]) -> Call
         def sample(key: Array, batch_size: int) -> Batch:
             k_len, k_sym = jax.random.split(key)
             n = _lengths(k_len, batch_size, o.min_len, o.max_len)
-            x = jax.random.randint(k_sym, (batch_size, o.max_len), FIRST, FIRST + o.num_symbols)
+            x = jax.random.randint(k_sym, (batch_size, o.max_len), FIRST, FIRST + o.num_symbols, dtype=jnp.int32)
             src = pack([x], [n], o.max_len)
             return _batch(src, _with_eos(transform(x, n), n, o.max_len + 1))
 
@@ -176,7 +176,7 @@ def addition(o: AdditionOptions) -> Seq2SeqTask:
         k_n, k_v = jax.random.split(key)
         n = _lengths(k_n, batch_size, 1, D)
         lo = jnp.where(n == 1, 0, 10 ** (n - 1))
-        return jax.random.randint(k_v, (batch_size,), lo, 10 ** n), n
+        return jax.random.randint(k_v, (batch_size,), lo, 10 ** n, dtype=jnp.int32), n
 
     def sample(key: Array, batch_size: int) -> Batch:
         k_a, k_b = jax.random.split(key)
@@ -228,13 +228,13 @@ def _clause(key: Array, o: TranslateOptions, lex: Lexicon, batch_size: int, pres
     """Source and target segments (tokens, lengths) of one clause; all lengths 0 where not ``present``."""
     ks = jax.random.split(key, 7)
     A = o.max_adjectives
-    subj = jax.random.randint(ks[0], (batch_size, 1), 0, o.num_nouns)
-    obj = jax.random.randint(ks[1], (batch_size, 1), 0, o.num_nouns)
-    verb = jax.random.randint(ks[2], (batch_size, 1), 0, o.num_verbs)
-    adj_s = jax.random.randint(ks[3], (batch_size, max(A, 1)), 0, o.num_adjectives)
-    adj_o = jax.random.randint(ks[4], (batch_size, max(A, 1)), 0, o.num_adjectives)
-    n_s = jax.random.randint(ks[5], (batch_size,), 0, A + 1) * present
-    n_o = jax.random.randint(ks[6], (batch_size,), 0, A + 1) * present
+    subj = jax.random.randint(ks[0], (batch_size, 1), 0, o.num_nouns, dtype=jnp.int32)
+    obj = jax.random.randint(ks[1], (batch_size, 1), 0, o.num_nouns, dtype=jnp.int32)
+    verb = jax.random.randint(ks[2], (batch_size, 1), 0, o.num_verbs, dtype=jnp.int32)
+    adj_s = jax.random.randint(ks[3], (batch_size, max(A, 1)), 0, o.num_adjectives, dtype=jnp.int32)
+    adj_o = jax.random.randint(ks[4], (batch_size, max(A, 1)), 0, o.num_adjectives, dtype=jnp.int32)
+    n_s = jax.random.randint(ks[5], (batch_size,), 0, A + 1, dtype=jnp.int32) * present
+    n_o = jax.random.randint(ks[6], (batch_size,), 0, A + 1, dtype=jnp.int32) * present
     one, joiner = present, present * (1 - first)
     word = lambda base, ids: base + ids  # noqa: E731
     col = lambda tok: jnp.full((batch_size, 1), tok)  # noqa: E731

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from seqjax.layers.attention import attend, make_attention, masked_softmax, source_mask
+from seqjax.ops.attention import attend, make_attention, masked_softmax, source_mask
 from seqjax.models.seq2seq import Seq2Seq, Seq2SeqOptions
 
 

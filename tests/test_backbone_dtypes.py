@@ -22,12 +22,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seqjax.config import load_config
+from seqjax.experiment.config import load_config
 from seqjax.errors import UserError
-from seqjax.layers import StreamingError
-from seqjax.layers.tcn import TCN
+from seqjax.errors import StreamingError
+from seqjax.models.tcn import TCN
 from seqjax.models.registry import BACKBONES, build_backbone, get_backbone
-from seqjax.train.workload import build_workload
+from seqjax.experiment.workloads import build_workload
 
 D_IN, BATCH, TIME = 4, 2, 8
 

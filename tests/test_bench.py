@@ -13,7 +13,7 @@ import pytest
 from seqjax import cli
 from seqjax.benchmarks import gemm
 from seqjax.benchmarks.timing import time_interleaved
-from seqjax.benchmarks.workloads import Shape
+from seqjax.benchmarks.programs import Shape
 
 
 def _bench_json(capsys, *argv: str) -> list[dict]:

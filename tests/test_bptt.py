@@ -1,4 +1,4 @@
-"""The hand-derived backward pass (seqjax.bptt, seqjax.cell_bptt) against autodiff and finite differences."""
+"""The hand-derived backward pass (seqjax.cells.fused_bptt, seqjax.cells) against autodiff and finite differences."""
 
 import collections
 
@@ -14,7 +14,7 @@ from jax.test_util import check_grads
 import seqjax
 from conftest import CELL_KINDS
 from seqjax import scan
-from seqjax.bptt import by_name, run_fused
+from seqjax.cells.fused_bptt import by_name, run_fused
 
 B, T, I, H = 3, 6, 4, 5
 FUSED_KINDS = ["rnn_tanh", "rnn_relu", "lstm", "gru_reset_after"]

@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from seqjax import scan  # noqa: E402
-from seqjax.layers import Bidirectional, StackedRNN  # noqa: E402
+from seqjax.models.recurrent import Bidirectional, StackedRNN  # noqa: E402
 
 torch.set_num_threads(1)
 B, T, I, H = 3, 7, 4, 5
@@ -135,7 +135,7 @@ def test_padded_bidirectional_stack_matches_torch_packed(kind, make_kind_cell, r
 def test_gradients_match_torch(kind, padded, make_kind_cell, randomize):
     """Parameter and input gradients of ``sum(y ⊙ U) + sum(h_T ⊙ V)`` against torch autograd.
 
-    An independent reference for the hand-derived backward pass (:mod:`seqjax.bptt`), which
+    An independent reference for the hand-derived backward pass (:mod:`seqjax.cells.fused_bptt`), which
     ``scan.run`` uses by default; with ``padded``, through torch's packed sequences.
     """
     cell = make_kind_cell(kind, H)

@@ -11,10 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seqjax.config import load_config
-from seqjax.train.checkpoints import Checkpoints
-from seqjax.train.loop import Trainer
-from seqjax.train.writers import read_rows
+from seqjax.experiment.config import load_config
+from seqjax.experiment.checkpoints import Checkpoints
+from seqjax.experiment.loop import Trainer
+from seqjax.experiment.writers import read_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "configs/experiments/smoke_adding.yaml"
@@ -103,7 +103,7 @@ def test_half_written_temporary_checkpoint_is_ignored(finished, tmp_path, capsys
 
 def test_eval_of_an_unreadable_checkpoint_is_one_clear_error(finished, tmp_path):
     from seqjax.errors import UserError
-    from seqjax.train.evaluate import evaluate_run
+    from seqjax.experiment.evaluate import evaluate_run
 
     run_dir = tmp_path / "run"
     shutil.copytree(finished[0], run_dir)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from seqjax.cli import main
-from seqjax.config import load_config, to_yaml
+from seqjax.experiment.config import load_config, to_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 EXP = str(ROOT / "configs/experiments/smoke_adding.yaml")

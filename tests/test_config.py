@@ -1,4 +1,4 @@
-"""Config composition, overrides and validation (seqjax.config)."""
+"""Config composition, overrides and validation (seqjax.experiment.config)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from seqjax.config import load_config, to_yaml
+from seqjax.experiment.config import load_config, to_yaml
 from seqjax.errors import UserError
 from seqjax.models.recurrent import RecurrentOptions
 

@@ -11,17 +11,17 @@ from pathlib import Path
 
 import numpy as np
 
-from seqjax.train import distributed
+from seqjax.experiment import distributed
 
 ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = """
 import json, sys
 import jax
-from seqjax.config import load_config
-from seqjax.train import distributed
-from seqjax.train.loop import Trainer
-from seqjax.train.writers import read_rows
+from seqjax.experiment.config import load_config
+from seqjax.experiment import distributed
+from seqjax.experiment.loop import Trainer
+from seqjax.experiment.writers import read_rows
 
 cfg = load_config("configs/experiments/smoke_adding.yaml",
                   [f"run_dir={sys.argv[1]}", "train.steps=30", "train.log_every=1", "model.hidden_size=16"])

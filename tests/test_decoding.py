@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seqjax import decoding
+from seqjax.ops import decoding
 from seqjax.models.seq2seq import Seq2Seq, Seq2SeqOptions, decoder_start, generate
 
 V, EOS, BOS, PAD = 5, 2, 1, 0

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 
 import seqjax
-from seqjax.diagnostics import gradient_flow, spectral_norm
+from seqjax.cells.diagnostics import gradient_flow, spectral_norm
 
 
 @pytest.mark.parametrize("s", [0.5, 1.5])

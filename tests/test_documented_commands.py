@@ -33,7 +33,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from seqjax.errors import UserError
-from seqjax.sweep import expand, load_sweep, run_sweep
+from seqjax.experiment.sweep import expand, load_sweep, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted(ROOT.glob("experiments/*/README.md"))]

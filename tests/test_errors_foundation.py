@@ -11,7 +11,8 @@ import pytest
 
 import seqjax
 from seqjax import scan
-from seqjax.layers import Bidirectional, Recurrent, StackedRNN, StreamingError
+from seqjax.models.recurrent import Bidirectional, Recurrent, StackedRNN
+from seqjax.errors import StreamingError
 
 
 @contextlib.contextmanager

@@ -2,8 +2,8 @@
 
 Each case is built as ``seqjax train`` builds a run: an experiment file naming the shipped model,
 task and optimizer parts, tiny-size overrides and ``model.param_dtype=float64`` under
-``jax_enable_x64`` go through :func:`seqjax.config.load_config` and
-:func:`seqjax.train.workload.build_workload`; the loss is the workload's ``loss(params, batch,
+``jax_enable_x64`` go through :func:`seqjax.experiment.config.load_config` and
+:func:`seqjax.experiment.workloads.build_workload`; the loss is the workload's ``loss(params, batch,
 key, train=True)`` on its first training batch (dropout on where a case sets it: the fixed key
 fixes the mask).  ``jax.grad`` must be finite and its directional derivative ``<grad L, v>``
 along a random unit direction ``v`` must match the central difference
@@ -28,9 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seqjax.config import load_config
+from seqjax.experiment.config import load_config
 from seqjax.models.registry import BACKBONES
-from seqjax.train.workload import WORKLOADS, build_workload
+from seqjax.experiment.workloads import WORKLOADS, build_workload
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 EPS, RTOL = 1e-5, 1e-5

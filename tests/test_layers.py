@@ -7,8 +7,8 @@ import pytest
 
 import seqjax
 from seqjax import readout, readout_init, scan
-from seqjax.diagnostics import count_params
-from seqjax.layers import Bidirectional, Recurrent, StackedRNN
+from seqjax.cells.diagnostics import count_params
+from seqjax.models.recurrent import Bidirectional, Recurrent, StackedRNN
 
 B, T, I = 2, 5, 3
 

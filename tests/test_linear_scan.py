@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seqjax.linear_scan import linear_scan, resolve_method
+from seqjax.ops.linear_scan import linear_scan, resolve_method
 
 METHODS = ["associative", "sequential", "chunked", "auto"]
 

@@ -8,8 +8,8 @@ from step_form import run_steps
 
 from seqjax.errors import UserError
 from seqjax.benchmarks.memory import compiled_memory
-from seqjax.layers.mamba import MambaBlock
-from seqjax.layers.selective_scan import selective_scan
+from seqjax.models.mamba import MambaBlock
+from seqjax.ops.selective_scan import selective_scan
 from seqjax.models.mamba import MambaOptions
 from seqjax.models.registry import build_backbone
 

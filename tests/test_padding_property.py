@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from conftest import CELL_KINDS
 from seqjax import scan
-from seqjax.layers import Bidirectional, StackedRNN
+from seqjax.models.recurrent import Bidirectional, StackedRNN
 
 
 def assert_matches_alone(ys, carry, lengths, run_alone):

@@ -14,9 +14,9 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from seqjax.config import load_config
-from seqjax.train.loop import Trainer
-from seqjax.train.writers import read_rows
+from seqjax.experiment.config import load_config
+from seqjax.experiment.loop import Trainer
+from seqjax.experiment.writers import read_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = str(ROOT / "configs/experiments/smoke_adding.yaml")

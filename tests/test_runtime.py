@@ -8,7 +8,7 @@ import pytest
 
 SCRIPT = """
 import resource, sys
-from seqjax.runtime import keep_freed_memory
+from seqjax.experiment.runtime import keep_freed_memory
 applied = keep_freed_memory() if sys.argv[1] == "keep" else False
 import jax, jax.numpy as jnp
 
@@ -43,7 +43,7 @@ def test_keep_freed_memory_stops_page_faults_on_repeated_calls():
 
 
 def test_opt_out(monkeypatch):
-    from seqjax.runtime import keep_freed_memory
+    from seqjax.experiment.runtime import keep_freed_memory
 
     monkeypatch.setenv("SEQJAX_MALLOC", "system")
     assert keep_freed_memory() is False

@@ -8,12 +8,13 @@ import pytest
 from step_form import run_steps
 
 from seqjax.errors import UserError
-from seqjax.layers.hippo import dplr_legs, hippo_legs, s4d_init
-from seqjax.layers.ssm import S4, S4D
-from seqjax.layers.ssm_kernel import dplr_kernel, s4d_kernel
+from seqjax.ops.hippo import dplr_legs, hippo_legs, s4d_init
+from seqjax.models.ssm import S4, S4D
+from seqjax.ops.ssm_kernel import dplr_kernel, s4d_kernel
 from seqjax.models.registry import build_backbone
 from seqjax.models.ssm import S4DOptions, S4Options
-from seqjax.optim_groups import ssm_param_labels, with_ssm_group
+from seqjax.models.blocks import ssm_param_labels
+from seqjax.experiment.optim import with_ssm_group
 
 
 def full(x):

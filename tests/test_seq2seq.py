@@ -8,12 +8,10 @@ import pytest
 
 from seqjax.cli import main
 from seqjax.errors import UserError
-from seqjax.models.seq2seq import (
-    BOS, Seq2Seq, Seq2SeqOptions, decoder_of, decoder_step, generate, masked_loss,
-    sequence_log_likelihood,
-)
+from seqjax.models.seq2seq import BOS, Seq2Seq, Seq2SeqOptions, decoder_of, decoder_step, generate, masked_loss, sequence_log_likelihood
 from seqjax.tasks import make_task
-from seqjax.tasks.seq2seq import EOS, PAD, PLUS, TranslateOptions, bleu, decoded_metrics, lexicon, strip
+from seqjax.tasks.tokens import EOS, PAD
+from seqjax.tasks.seq2seq import PLUS, TranslateOptions, bleu, decoded_metrics, lexicon, strip
 
 SRC = jnp.array([[3, 4, 5, 6, 7], [5, 6, 0, 0, 0], [7, 3, 4, 0, 0]])
 SRC_LEN = jnp.array([5, 2, 3])
@@ -157,8 +155,8 @@ def test_decoded_metrics_and_bleu():
 
 def test_workload_from_config_reports_decoded_metrics():
     """``workload: seq2seq`` from a config: training loss, and beam-decoded exact match / token accuracy / BLEU."""
-    from seqjax.config import load_config
-    from seqjax.train.workload import build_workload
+    from seqjax.experiment.config import load_config
+    from seqjax.experiment.workloads import build_workload
 
     small = ["model.embed_size=8", "model.encoder_hidden_size=8", "model.decoder_hidden_size=8",
              "model.attention_size=8", "model.beam_width=2", "model.length_penalty=0.6", "task.max_clauses=1",

@@ -14,7 +14,7 @@ import jax
 import pytest
 
 from seqjax import cli
-from seqjax.config import load_config
+from seqjax.experiment.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs" / "experiments").glob("*.yaml"))

@@ -10,8 +10,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from seqjax.errors import UserError
-from seqjax.report import collect, report
-from seqjax.sweep import expand, load_sweep, run_sweep
+from seqjax.experiment.report import collect, report
+from seqjax.experiment.sweep import expand, load_sweep, run_sweep
 
 EXPERIMENT = Path(__file__).resolve().parents[1] / "configs" / "experiments" / "adding_lstm.yaml"
 

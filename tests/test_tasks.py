@@ -136,7 +136,7 @@ def test_associative_recall_definition():
     ("induction", dict(seq_len=30)), ("mqar", dict(seq_len=40, num_pairs=5)),
 ])
 def test_causal_flag_marks_exactly_the_tasks_whose_answers_are_later_inputs(name, options):
-    """``task.causal`` (a bidirectional model is refused) iff the answers can be read from the future inputs.
+    """``task.requires_causal_model`` (a bidirectional model is refused) iff the answers can be read from the future inputs.
 
     Token 0 is every built-in task's blank / noise filler (the copy task scores it too), not an answer.
     """
@@ -145,8 +145,8 @@ def test_causal_flag_marks_exactly_the_tasks_whose_answers_are_later_inputs(name
     found = [y[t] in x[t + 1:] for x, y, m in zip(b["inputs"], b["targets"], b["mask"])
              for t in np.flatnonzero(m) if y[t] != 0]
     assert found or name == "induction"  # induction's one answer sits at the last position
-    assert task.causal == all(found)
-    assert task.causal or not any(found)
+    assert task.requires_causal_model == all(found)
+    assert task.requires_causal_model or not any(found)
 
 
 @pytest.mark.parametrize("name", TASKS.names())

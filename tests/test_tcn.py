@@ -10,7 +10,7 @@ import torch
 from step_form import run_steps
 
 from seqjax.errors import UserError
-from seqjax.layers.tcn import TCN, levels_for_context, receptive_field
+from seqjax.models.tcn import TCN, levels_for_context, receptive_field
 from seqjax.models.registry import build_backbone
 from seqjax.models.tcn import TCNOptions, check_receptive_field
 
@@ -135,7 +135,7 @@ def test_bad_options_give_one_line_errors(bad, message):
 
 @pytest.mark.parametrize("dilation", [1, 3])
 def test_depthwise_causal_conv_equals_xla_grouped_convolution(dilation):
-    from seqjax.layers.conv import causal_conv
+    from seqjax.ops.conv import causal_conv
 
     x = jax.random.normal(jax.random.key(0), (2, 17, 5))
     kernel = jax.random.normal(jax.random.key(1), (4, 1, 5))

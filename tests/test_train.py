@@ -15,22 +15,23 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from seqjax.config import OptimConfig, load_config, with_name
-from seqjax.diagnostics import count_params
-from seqjax.models.build import build_model
-from seqjax.models.heads import last_step
+from seqjax.experiment.config import OptimConfig, load_config
+from seqjax.experiment.schema import with_name
+from seqjax.cells.diagnostics import count_params
+from seqjax.models.sequence_model import build_model
+from seqjax.models.sequence_model import last_step
 from seqjax.models.recurrent import RecurrentOptions
 from seqjax.tasks import fixed_split, make_task
 from seqjax.tasks.adding import AddingOptions
 from seqjax.tasks.copy_memory import CopyOptions
 from seqjax.errors import UserError
-from seqjax.train.evaluate import evaluate_run
-from seqjax.train.loop import Diverged, Trainer
-from seqjax.train.optim import make_optimizer, make_schedule
-from seqjax.train.state import TrainState
-from seqjax.train.step import make_train_step
-from seqjax.train.workload import Workload, WorkloadSpec, register_workload
-from seqjax.train.writers import read_rows
+from seqjax.experiment.evaluate import evaluate_run
+from seqjax.experiment.loop import Diverged, Trainer
+from seqjax.experiment.optim import make_optimizer, make_schedule
+from seqjax.experiment.state import TrainState
+from seqjax.experiment.step import make_train_step
+from seqjax.experiment.workloads import Workload, WorkloadSpec, register_workload
+from seqjax.experiment.writers import read_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "configs/experiments/smoke_adding.yaml"
@@ -275,8 +276,8 @@ def test_quickstart_beats_the_baseline(tmp_path):
 
 @pytest.mark.parametrize("schedule, warned", [("warmup_cosine", True), ("constant", False)])
 def test_resuming_with_more_steps_warns_when_the_schedule_depends_on_them(tmp_path, capsys, schedule, warned):
-    from seqjax.config import load_config
-    from seqjax.train.loop import prepare_run_dir
+    from seqjax.experiment.config import load_config
+    from seqjax.experiment.loop import prepare_run_dir
 
     exp = "configs/experiments/adding_lstm.yaml"
     base = [f"run_dir={tmp_path}", f"optim.schedule={schedule}"]

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from seqjax.errors import UserError
-from seqjax.layers import StreamingError
-from seqjax.layers.transformer import Transformer, rotary, sinusoidal
+from seqjax.errors import StreamingError
+from seqjax.models.transformer import Transformer
+from seqjax.ops.attention import rotary, sinusoidal
 from seqjax.models.registry import build_backbone, get_backbone, is_causal
 
 B, T, D_IN = 2, 6, 3
@@ -127,8 +128,8 @@ def test_usable_from_config_and_bidirectional_lm_rejected(capsys):
     """``model.name=transformer`` trains through the supervised workload; the encoder form is refused on MQAR,
     whose answers follow their queries in the input."""
     from seqjax.cli import main
-    from seqjax.config import load_config
-    from seqjax.train.workload import build_workload
+    from seqjax.experiment.config import load_config
+    from seqjax.experiment.workloads import build_workload
 
     cfg = load_config("configs/experiments/copy_transformer.yaml", ["task.seq_len=5", "model.d_model=16"])
     w = build_workload(cfg)

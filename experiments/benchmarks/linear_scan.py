@@ -16,7 +16,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from seqjax.linear_scan import linear_scan, resolve_method
+from seqjax.ops.linear_scan import linear_scan, resolve_method
 
 METHODS = ("sequential", "associative", "chunked")
 

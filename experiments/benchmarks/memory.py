@@ -28,9 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from seqjax.benchmarks.memory import compiled_memory, growth
-from seqjax.layers.hippo import dplr_legs
-from seqjax.layers.mamba import MambaBlock
-from seqjax.layers.ssm_kernel import dplr_kernel, expand_conj
+from seqjax.ops.hippo import dplr_legs
+from seqjax.models.mamba import MambaBlock
+from seqjax.ops.ssm_kernel import dplr_kernel, expand_conj
 
 MIB = 2.0**20
 

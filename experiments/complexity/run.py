@@ -38,11 +38,11 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from seqjax.benchmarks.workloads import jax_program  # noqa: E402
+from seqjax.benchmarks.programs import jax_program  # noqa: E402
 from seqjax.benchmarks.timing import blocking, time_interleaved  # noqa: E402
-from seqjax.diagnostics import count_params  # noqa: E402
-from seqjax.runtime import keep_freed_memory  # noqa: E402
-from seqjax.layers.tcn import levels_for_context  # noqa: E402
+from seqjax.cells.diagnostics import count_params  # noqa: E402
+from seqjax.experiment.runtime import keep_freed_memory  # noqa: E402
+from seqjax.models.tcn import levels_for_context  # noqa: E402
 from seqjax.models.registry import get_backbone  # noqa: E402
 
 WIDTH = 64
@@ -138,5 +138,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    keep_freed_memory()  # as the seqjax commands do (seqjax/runtime.py)
+    keep_freed_memory()  # as the seqjax commands do (seqjax/experiment/runtime.py)
     main()

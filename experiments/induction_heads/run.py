@@ -21,8 +21,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from seqjax.sweep import load_sweep, run_sweep  # noqa: E402
-from seqjax.train.evaluate import evaluate_run  # noqa: E402
+from seqjax.experiment.sweep import load_sweep, run_sweep  # noqa: E402
+from seqjax.experiment.evaluate import evaluate_run  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SWEEP = ROOT / "configs" / "sweeps" / "induction.yaml"

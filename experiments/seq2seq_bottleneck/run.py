@@ -28,9 +28,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from seqjax.config import load_config  # noqa: E402
-from seqjax.train.evaluate import evaluate_run  # noqa: E402
-from seqjax.train.loop import Trainer  # noqa: E402
+from seqjax.experiment.config import load_config  # noqa: E402
+from seqjax.experiment.evaluate import evaluate_run  # noqa: E402
+from seqjax.experiment.loop import Trainer  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent.parent

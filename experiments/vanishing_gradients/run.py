@@ -3,7 +3,7 @@
 For ``h_t = tanh(W_h h_{t-1} + W_x x_t + b)``, ``||dh_T/dh_t||_2 <= ||W_h||_2^{T-t}`` (gamma = 1 for tanh):
 ``||W_h||_2 < 1`` is sufficient for the gradient to vanish geometrically; ``> 1`` is necessary for it to
 explode.  We set ``||W_h||_2`` exactly (``spectral_norm=s``) and measure the backpropagated signal
-``||dL/da_t||`` (``seqjax.diagnostics.gradient_flow``) at every distance ``T - t``, on random inputs, and
+``||dL/da_t||`` (``seqjax.cells.diagnostics.gradient_flow``) at every distance ``T - t``, on random inputs, and
 compare with the bound ``s^{T-t}``.  LSTM and GRU at their default initialisation are shown beside.
 
 Usage:  python experiments/vanishing_gradients/run.py [--out experiments/vanishing_gradients] [--quick]
@@ -26,7 +26,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import seqjax  # noqa: E402
-from seqjax.diagnostics import gradient_flow  # noqa: E402
+from seqjax.cells.diagnostics import gradient_flow  # noqa: E402
 
 T, HIDDEN, INPUT, BATCH = 100, 64, 2, 32
 QUICK = dict(T=20, hidden=8, batch=4)  # --quick

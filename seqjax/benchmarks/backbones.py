@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import jax
 
-from seqjax.benchmarks.workloads import Program, Shape, inputs, jax_program
+from seqjax.benchmarks.programs import Program, Shape, inputs, jax_program
 from seqjax.errors import UserError
 
 BACKBONE_MODELS = ("tcn", "s4d", "mamba")
@@ -62,7 +62,7 @@ def backbone_rows(name: str, *, quick: bool, repeats: int, compare: Callable[...
 
 def mamba_scan_rows(shape: Shape, *, repeats: int, compare: Callable[..., list]) -> list:
     """Mamba block: ``auto`` (chunked, recomputed) vs ``associative`` over the full state."""
-    from seqjax.layers.mamba import MambaBlock
+    from seqjax.models.mamba import MambaBlock
 
     x = inputs(shape)
     programs = {

@@ -15,8 +15,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from seqjax.benchmarks.programs import Shape
 from seqjax.benchmarks.timing import blocking
-from seqjax.benchmarks.workloads import Shape
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 

@@ -1,4 +1,4 @@
-"""The peers seqjax is measured against, on the same workload (:mod:`~seqjax.benchmarks.workloads`).
+"""The peers seqjax is measured against, on the same workload (:mod:`~seqjax.benchmarks.programs`).
 
 * Flax linen: ``nn.RNN`` over ``OptimizedLSTMCell``, ``GRUCell`` or ``SimpleCell``.
 * PyTorch: ``nn.LSTM``, ``nn.GRU`` or ``nn.RNN`` (``batch_first``), imported
@@ -15,7 +15,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from seqjax.benchmarks.workloads import LEARNING_RATE, Program, Shape, jax_program
+from seqjax.benchmarks.programs import LEARNING_RATE, Program, Shape, jax_program
 
 FLAX_CELLS = {"lstm": nn.OptimizedLSTMCell, "gru": nn.GRUCell, "rnn": nn.SimpleCell}
 TORCH_MODULES = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}

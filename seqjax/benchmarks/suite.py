@@ -16,8 +16,8 @@ import dataclasses
 from typing import Any, Iterable
 
 from seqjax.benchmarks import backbones, gemm, peers
+from seqjax.benchmarks.programs import Program, Shape, inputs, seqjax_recurrent
 from seqjax.benchmarks.timing import time_interleaved
-from seqjax.benchmarks.workloads import Program, Shape, inputs, seqjax_recurrent
 
 RECURRENT = ("rnn", "lstm", "gru")
 MODELS = (*RECURRENT, *backbones.BACKBONE_MODELS)

@@ -9,7 +9,7 @@ standard shapes in these variants:
 * ``autodiff``: ``cell.step`` under the scan (the input matmul inside the loop),
   differentiated by JAX's transpose of the scan (``bptt="autodiff"``);
 * ``step-uK``: the default, ``cell.step`` under the scan with the hand-derived
-  backward (``bptt="fused"``, :mod:`seqjax.bptt`), ``lax.scan(..., unroll=K)``
+  backward (``bptt="fused"``, :mod:`seqjax.cells.fused_bptt`), ``lax.scan(..., unroll=K)``
   for K in 1, 2, 4, 8.
 
 Each line prints the median wall/CPU milliseconds and the speed-ups over Flax
@@ -21,12 +21,12 @@ from __future__ import annotations
 import sys
 from unittest import mock
 
-from seqjax import scan
-from seqjax.runtime import keep_freed_memory
 from seqjax.benchmarks import peers
+from seqjax.benchmarks.programs import Program, Shape, inputs, seqjax_recurrent
 from seqjax.benchmarks.suite import RECURRENT, SHAPES
 from seqjax.benchmarks.timing import time_interleaved
-from seqjax.benchmarks.workloads import Program, Shape, inputs, seqjax_recurrent
+from seqjax.cells import scan
+from seqjax.experiment.runtime import keep_freed_memory
 
 UNROLLS = (1, 2, 4, 8)
 

@@ -1,0 +1,6 @@
+"""seqjax.models."""
+
+from __future__ import annotations
+
+
+

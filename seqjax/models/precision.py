@@ -11,7 +11,7 @@ gradients and optimizer state) in float32.  Parts that need more range than bflo
 float32: normalization statistics, attention softmax, the S4/S4D kernels (complex) and FFT
 convolutions, and the Mamba selective-scan state.  ``float64`` needs ``JAX_ENABLE_X64=1``.
 
-The Flax modules of :mod:`seqjax.layers` take the same pair as ``dtype`` (``None``: ``param_dtype``)
+The Flax modules of :mod:`seqjax.models` take the same pair as ``dtype`` (``None``: ``param_dtype``)
 and ``param_dtype`` (default ``jnp.float32``).
 """
 
@@ -47,5 +47,5 @@ def compute_dtype(opts: Any) -> jnp.dtype:
 
 
 def dtypes(opts: Any) -> dict[str, jnp.dtype]:
-    """``{"dtype": ..., "param_dtype": ...}``: keyword arguments for a :mod:`seqjax.layers` module."""
+    """``{"dtype": ..., "param_dtype": ...}``: keyword arguments for a :mod:`seqjax.models` module."""
     return {"dtype": compute_dtype(opts), "param_dtype": param_dtype(opts)}

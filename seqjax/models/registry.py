@@ -13,7 +13,7 @@ Every backbone module follows one contract:
 * ``module.initial_state(batch_size)`` and
   ``module.step(state, x_t [batch, d_in]) -> (state, y_t [batch, d_out])``
   (the step form); a non-causal backbone raises
-  :class:`seqjax.layers.StreamingError` from both;
+  :class:`seqjax.errors.StreamingError` from both;
 * ``registry.is_causal(name, opts)`` says which, so configs can reject a
   bidirectional model where generation is left to right.
 """
@@ -25,27 +25,35 @@ from typing import Any, Callable, NamedTuple
 
 import flax.linen as nn
 
+from seqjax.errors import UserError
 from seqjax.registry import Registry
+from seqjax.tasks.base import Task
 
 
 class BackboneSpec(NamedTuple):
+    """A backbone family: its options, its builder, and the hooks the experiment layer asks it."""
+
     options: type  # a dataclass: the typed schema of this backbone's config keys
     build: Callable[[Any], nn.Module]
     causal: Callable[[Any], bool]
+    param_labels: Callable[[Any], Any] | None = None  # params -> "ssm" | "default" per leaf (optim.ssm_lr)
+    check_task: Callable[[Any, Task], None] | None = None  # (opts, task): raise or warn on a task it can't do
 
 
-BACKBONES: Registry[BackboneSpec] = Registry("model", "seqjax.models.backbones")
+BACKBONES: Registry[BackboneSpec] = Registry("model", "seqjax.models.builtin")
 
 
 def register_backbone(
-    name: str, options: type, causal: Callable[[Any], bool] = lambda opts: True
+    name: str, options: type, *, causal: Callable[[Any], bool] = lambda opts: True,
+    param_labels: Callable[[Any], Any] | None = None, check_task: Callable[[Any, Task], None] | None = None,
 ) -> Callable[[Callable[[Any], nn.Module]], Callable[[Any], nn.Module]]:
-    """Decorator: register ``build(opts) -> nn.Module`` under ``name`` with its options dataclass."""
+    """Decorator: register ``build(opts) -> nn.Module`` under ``name`` with its options dataclass and hooks."""
     if not dataclasses.is_dataclass(options):
         raise TypeError(f"options for backbone {name!r} must be a dataclass, got {options!r}")
 
     def wrap(build: Callable[[Any], nn.Module]) -> Callable[[Any], nn.Module]:
-        BACKBONES.register(name, BackboneSpec(options, build, causal))
+        BACKBONES.register(name, BackboneSpec(options=options, build=build, causal=causal,
+                                               param_labels=param_labels, check_task=check_task))
         return build
 
     return wrap
@@ -62,3 +70,22 @@ def build_backbone(name: str, opts: Any) -> nn.Module:
 
 def is_causal(name: str, opts: Any) -> bool:
     return get_backbone(name).causal(opts)
+
+
+def check_task(task: Task, model_name: str, opts: Any) -> None:
+    """Reject a non-causal (e.g. bidirectional) backbone on a task whose targets appear in later inputs,
+    then run the family's own ``check_task`` hook (the TCN warns when its receptive field is too short).
+
+    On such a task (``task.requires_causal_model``: MQAR, where each answer is the token after its query) a backward
+    pass would read the answer.  Elsewhere (copy, selective copying, induction: the answers lie in the
+    past) a bidirectional model is a fair, if different, contender.
+    """
+    if task.requires_causal_model and not is_causal(model_name, opts):
+        raise UserError(
+            f"model {model_name!r} is not causal (bidirectional) but task {task.name!r} has its answers among the "
+            "later inputs, which a backward pass would read: use a causal model (model.bidirectional=false; "
+            "model.causal=true for the transformer)"
+        )
+    spec = get_backbone(model_name)
+    if spec.check_task is not None:
+        spec.check_task(opts, task)

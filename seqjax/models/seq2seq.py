@@ -7,7 +7,7 @@ Encoder: any recurrent stack from the backbone registry (rnn/lstm/gru, optionall
 bidirectional) over source embeddings; memory ``m_s`` = its outputs (zero on padding); context
 ``c = h_T``, the top layer's final state (``[h_T^fwd; h_1^bwd]`` when bidirectional).
 
-Decoder (a pure :class:`~seqjax.cells.Cell` stepped under ``scan``/``while_loop``), with
+Decoder (a pure :class:`~seqjax.cells.base.Cell` stepped under ``scan``/``while_loop``), with
 ``e_t = E y_{t-1}`` and ``p(y_t | y_<t, x) = softmax(W o_t + b)``:
 
 * ``attention="none"``:     ``h_t = cell([e_t; c], h_{t-1})``, ``o_t = h_t``;
@@ -36,18 +36,25 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from seqjax import decoding, scan
-from seqjax.cells import Carry, Cell, LSTMCarry, make_cell
+from seqjax.cells import make_cell, scan
+from seqjax.cells.base import Cell, readout, readout_init
+from seqjax.cells.lstm import LSTMCarry
 from seqjax.errors import UserError
-from seqjax.initializers import input_init
-from seqjax.layers.attention import ATTENTION_KINDS, Attention, attend, make_attention, source_mask
 from seqjax.models.precision import check_precision, compute_dtype, param_dtype
 from seqjax.models.recurrent import RecurrentOptions
 from seqjax.models.registry import build_backbone
-from seqjax.readout import readout, readout_init
+from seqjax.ops import decoding
+from seqjax.ops.attention import (
+    ATTENTION_KINDS,
+    Attention,
+    attend,
+    make_attention,
+    source_mask,
+)
+from seqjax.ops.initializers import input_init
+from seqjax.tasks.tokens import BOS, EOS, PAD
+from seqjax.typing import Array, Carry
 
-Array = jax.Array
-PAD, BOS, EOS = 0, 1, 2
 RECURRENT_CELLS = ("rnn", "lstm", "gru")
 
 
@@ -175,7 +182,7 @@ def decoder_step(
 def teacher_forced(dec: Decoder, p: dict, ctx: EncoderContext, y_in: Array) -> tuple[Array, Array]:
     """All steps at once given the inputs ``y_in [B, T]``: ``(logits [B, T, V], a [B, T, S])``.
 
-    ``none``/``luong``: the recurrence is one :func:`seqjax.scan.run` over ``[E y; c]`` (input
+    ``none``/``luong``: the recurrence is one :func:`seqjax.cells.scan.run` over ``[E y; c]`` (input
     projection hoisted) and Luong attention is applied to all ``h_t`` in one batched call.
     ``bahdanau`` feeds ``ctx_t`` into the cell, so it scans :func:`decoder_step`.
     """
@@ -306,13 +313,13 @@ def _step_fn(dec: Decoder) -> Callable:
 
 
 def make_step_fn(o: Seq2SeqOptions) -> Callable:
-    """``step_fn(decoder_params, ctx, carry, y_prev) -> (carry, logits)`` for :mod:`seqjax.decoding`
+    """``step_fn(decoder_params, ctx, carry, y_prev) -> (carry, logits)`` for :mod:`seqjax.ops.decoding`
     (one function object per decoder configuration, so jitted decoders compile once)."""
     return _step_fn(decoder_of(o))
 
 
 def decoder_start(model: Seq2Seq, variables: Any, src: Array, src_len: Array) -> tuple[Callable, dict, EncoderContext, Carry]:
-    """``(step_fn, decoder_params, context, initial_carry)``: the arguments of the :mod:`seqjax.decoding` functions."""
+    """``(step_fn, decoder_params, context, initial_carry)``: the arguments of the :mod:`seqjax.ops.decoding` functions."""
     ctx = model.apply(variables, src, src_len, method=Seq2Seq.encode)
     state = decoder_of(model.opts).cell.initial_carry((src.shape[0],))
     params = in_dtype(variables["params"]["decoder"], compute_dtype(model.opts))
@@ -329,7 +336,7 @@ def generate(
     beam_width: int = 1,
     alpha: float = 0.0,
 ) -> decoding.Decoded:
-    """Decode ``src`` greedily (``beam_width=1``) or with beam search; jitted by :mod:`seqjax.decoding`."""
+    """Decode ``src`` greedily (``beam_width=1``) or with beam search; jitted by :mod:`seqjax.ops.decoding`."""
     args = decoder_start(model, variables, src, src_len)
     if beam_width == 1:
         return decoding.greedy(*args, max_len=max_len, bos=BOS, eos=EOS, pad=PAD)

@@ -1,16 +1,207 @@
-"""The ``transformer`` backbone (:mod:`seqjax.layers.transformer`): decoder-only (causal) or encoder form."""
+"""A pre-norm Transformer (Vaswani et al. 2017; pre-norm as in Xiong et al. 2020), causal or not.
+
+::
+
+    x_0     = W_in x + b_in  (+ PE(t) with sinusoidal positions)
+    x'_l    = x_l  + dropout(MHA(LN(x_l)))
+    x_{l+1} = x'_l + dropout(W_2 gelu(W_1 LN(x'_l) + b_1) + b_2)
+    y       = LN(x_L)
+
+    MHA(u)  = concat_h softmax(q_h k_h^T / sqrt(d_h) + M) v_h  W_o,   q, k, v = u W_q, u W_k, u W_v
+
+with ``M_ts = 0`` where key ``s`` is visible to query ``t`` (``s <= t`` when causal, ``s <
+length`` always) and ``-inf`` elsewhere.  Positions are either added to the input,
+``PE(t, 2i) = sin(t / 10000^{2i/d})``, ``PE(t, 2i+1) = cos(t / 10000^{2i/d})``, or *rotary*
+(Su et al. 2021): each pair ``(q_{2i}, q_{2i+1})`` of every head (and of ``k``) is rotated by the
+angle ``t * 10000^{-2i/d_h}``, so ``q_t . k_s`` depends on ``t - s`` only.
+
+Two forms of one causal model: the parallel form over ``[batch, time, features]``, and the step
+form with a KV cache (``initial_state(batch_size)`` / ``step(state, x_t)``) holding every layer's
+keys and values for the ``max_len`` positions; step ``t`` attends to cached positions ``<= t``.
+Steps past ``max_len`` are refused (the cache is full): an error, or NaN outputs under ``jit``.  The non-causal (encoder) form has no
+step form and raises :class:`~seqjax.errors.StreamingError`.
+
+Precision: parameters in ``param_dtype``; everything computes in ``dtype`` (``None``: ``param_dtype``)
+except the attention softmax and the layer-norm statistics, taken in at least float32
+(:mod:`seqjax.models.precision`).
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Any, Optional
 
 import flax.linen as nn
+import jax
+import jax.numpy as jnp
 
-from seqjax.errors import UserError
-from seqjax.layers.transformer import POSITIONS, Transformer
+from seqjax.errors import StreamingError, UserError
 from seqjax.models.precision import check_precision, dtypes
 from seqjax.models.registry import register_backbone
+from seqjax.ops.attention import rotary, sinusoidal
+from seqjax.ops.masking import attention_mask
+from seqjax.typing import Array
+
+POSITIONS = ("sinusoidal", "rotary")
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention ``softmax(q k^T / sqrt(d_h) + M) v W_o``; rotary positions optional."""
+
+    d_model: int
+    n_heads: int
+    rotary: bool = False
+    dtype: Any = None  # compute dtype; None: param_dtype
+    param_dtype: Any = jnp.float32
+
+    def setup(self) -> None:
+        dtypes = dict(dtype=self.dtype or self.param_dtype, param_dtype=self.param_dtype)
+        self.qkv = nn.Dense(3 * self.d_model, **dtypes)
+        self.out = nn.Dense(self.d_model, **dtypes)
+
+    def project(self, u: Array, positions: Array) -> tuple[Array, Array, Array]:
+        """``q, k, v [B, T, H, d_h]`` (rotated when ``rotary``)."""
+        B, T, _ = u.shape
+        q, k, v = jnp.split(self.qkv(u).reshape(B, T, 3 * self.n_heads, -1), 3, axis=2)
+        if self.rotary:
+            q, k = rotary(q, positions), rotary(k, positions)
+        return q, k, v
+
+    def attend(self, q: Array, k: Array, v: Array, mask: Array) -> Array:
+        logits = jnp.einsum("bthd,bshd->bhts", q, k) / jnp.sqrt(q.shape[-1]).astype(q.dtype)
+        logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))  # the softmax in >= float32
+        weights = jax.nn.softmax(jnp.where(mask[:, None], logits, jnp.finfo(logits.dtype).min), axis=-1)
+        weights = jnp.where(mask[:, None], weights, 0.0)  # a query with no visible key (padding) gets 0
+        y = jnp.einsum("bhts,bshd->bthd", weights.astype(v.dtype), v)
+        return self.out(y.reshape(*y.shape[:2], self.d_model))
+
+    def __call__(self, u: Array, positions: Array, mask: Array) -> Array:
+        return self.attend(*self.project(u, positions), mask)
+
+    def step(self, cache: tuple[Array, Array], u_t: Array, pos: Array) -> tuple[tuple[Array, Array], Array]:
+        """``u_t [B, d]`` at position ``pos [B]``: write ``k_t, v_t`` into the cache, attend to positions ``<= pos``."""
+        q, k, v = self.project(u_t[:, None], pos[:, None])
+        k_cache, v_cache = cache
+        slots = jnp.arange(k_cache.shape[1])[None, :]
+        here = (slots == pos[:, None])[:, :, None, None]
+        k_cache, v_cache = jnp.where(here, k, k_cache), jnp.where(here, v, v_cache)
+        mask = (slots <= pos[:, None])[:, None, :]  # [B, 1, max_len]
+        return (k_cache, v_cache), self.attend(q, k_cache, v_cache, mask)[:, 0]
+
+
+class TransformerBlock(nn.Module):
+    """``x' = x + drop(MHA(LN(x)))``, ``y = x' + drop(MLP(LN(x')))`` with ``MLP(u) = W_2 gelu(W_1 u)``."""
+
+    d_model: int
+    n_heads: int
+    mlp_ratio: int = 4
+    dropout: float = 0.0
+    rotary: bool = False
+    dtype: Any = None  # compute dtype; None: param_dtype
+    param_dtype: Any = jnp.float32
+
+    def setup(self) -> None:
+        dtypes = dict(dtype=self.dtype or self.param_dtype, param_dtype=self.param_dtype)
+        self.norm1, self.norm2 = nn.LayerNorm(**dtypes), nn.LayerNorm(**dtypes)
+        self.attn = SelfAttention(self.d_model, self.n_heads, self.rotary, **dtypes)
+        self.fc1, self.fc2 = nn.Dense(self.mlp_ratio * self.d_model, **dtypes), nn.Dense(self.d_model, **dtypes)
+        self.drop = nn.Dropout(self.dropout)
+
+    def mlp(self, x: Array, deterministic: bool) -> Array:
+        return x + self.drop(self.fc2(nn.gelu(self.fc1(self.norm2(x)))), deterministic=deterministic)
+
+    def __call__(self, x: Array, positions: Array, mask: Array, deterministic: bool = True) -> Array:
+        x = x + self.drop(self.attn(self.norm1(x), positions, mask), deterministic=deterministic)
+        return self.mlp(x, deterministic)
+
+    def step(self, cache: Any, x_t: Array, pos: Array) -> tuple[Any, Array]:
+        cache, a = self.attn.step(cache, self.norm1(x_t), pos)
+        return cache, self.mlp(x_t + a, True)
+
+
+class Transformer(nn.Module):
+    """A stack of :class:`TransformerBlock`; see the module docstring for the equations.
+
+    ``causal=True``: decoder-only form (per-step tasks, LM) with a KV-cache step form;
+    ``causal=False``: encoder form (classification), keys masked by ``lengths``.
+    """
+
+    d_model: int = 64
+    n_heads: int = 4
+    n_layers: int = 2
+    mlp_ratio: int = 4
+    dropout: float = 0.0
+    positions: str = "sinusoidal"
+    causal: bool = True
+    max_len: int = 1024
+    dtype: Any = None  # compute dtype; None: param_dtype
+    param_dtype: Any = jnp.float32
+
+    def setup(self) -> None:
+        if self.positions not in POSITIONS:
+            raise ValueError(f"unknown positions {self.positions!r}: choose one of {', '.join(POSITIONS)}")
+        dtypes = dict(dtype=self._dtype(), param_dtype=self.param_dtype)
+        self.in_proj = nn.Dense(self.d_model, **dtypes)
+        self.blocks = [
+            TransformerBlock(self.d_model, self.n_heads, self.mlp_ratio, self.dropout, self.positions == "rotary",
+                             **dtypes)
+            for _ in range(self.n_layers)
+        ]
+        self.norm = nn.LayerNorm(**dtypes)
+        self.drop = nn.Dropout(self.dropout)
+
+    def _dtype(self) -> Any:
+        return self.dtype or self.param_dtype
+
+    def _embed(self, x: Array, positions: Array) -> Array:
+        x = self.in_proj(x)
+        return x + sinusoidal(positions, self.d_model).astype(x.dtype) if self.positions == "sinusoidal" else x
+
+    def __call__(self, x: Array, lengths: Array | None = None, *, deterministic: bool = True) -> Array:
+        """``[batch, time, d_in] -> [batch, time, d_model]``."""
+        B, T, _ = x.shape
+        positions = jnp.broadcast_to(jnp.arange(T), (B, T))
+        mask = attention_mask(positions, positions, lengths, self.causal)
+        x = self.drop(self._embed(x, positions), deterministic=deterministic)
+        for block in self.blocks:
+            x = block(x, positions, mask, deterministic)
+        return self.norm(x)
+
+    def _check_streaming(self) -> None:
+        if not self.causal:
+            raise StreamingError(
+                "a non-causal (encoder) Transformer cannot stream one token at a time: every output attends to "
+                "the whole sequence; set causal=true for the decoder form with a KV cache"
+            )
+
+    def initial_state(self, batch_size: int) -> dict[str, Any]:
+        """Empty KV caches ``[batch, max_len, heads, d_h]`` per layer and the position ``pos [batch] = 0``."""
+        self._check_streaming()
+        shape = (batch_size, self.max_len, self.n_heads, self.d_model // self.n_heads)
+        caches = [(jnp.zeros(shape, self._dtype()), jnp.zeros(shape, self._dtype())) for _ in range(self.n_layers)]
+        return {"caches": caches, "pos": jnp.zeros((batch_size,), jnp.int32)}
+
+    def step(self, state: dict[str, Any], x_t: Array) -> tuple[dict[str, Any], Array]:
+        """One token (dropout off): ``x_t [batch, d_in] -> y_t [batch, d_model]``.
+
+        A token past the cache (``pos >= max_len``) raises a :class:`StreamingError` when ``pos`` is
+        concrete; under ``jit`` its output is NaN (the cache has no slot for it), which training's and
+        evaluation's NaN checks report.
+        """
+        self._check_streaming()
+        pos = state["pos"]
+        if not isinstance(pos, jax.core.Tracer) and int(jnp.max(pos)) >= self.max_len:
+            raise StreamingError(
+                f"the KV cache holds max_len={self.max_len} positions and this token is at position "
+                f"{int(jnp.max(pos))}: build the model with a larger max_len (model.max_len=...)"
+            )
+        h = self._embed(x_t, pos)
+        caches = []
+        for block, cache in zip(self.blocks, state["caches"]):
+            cache, h = block.step(cache, h, pos)
+            caches.append(cache)
+        y = jnp.where((pos < self.max_len)[:, None], self.norm(h), jnp.nan)
+        return {"caches": caches, "pos": pos + 1}, y
 
 
 @dataclasses.dataclass

@@ -16,10 +16,11 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from seqjax.tasks.base import Batch, Task, regression_metrics
+from seqjax.tasks.base import Task, regression_metrics
 from seqjax.tasks.options import check_seq_len, check_variant
 from seqjax.tasks.registry import register_task
 from seqjax.tasks.sampling import distinct_positions
+from seqjax.typing import Batch
 
 ADDING_VARIANTS = ("tcn", "urnn")
 
@@ -56,4 +57,5 @@ def adding(opts: AddingOptions) -> Task:
         return {"inputs": jnp.stack([values, markers], axis=-1), "targets": target}
 
     baseline = {"loss": 1.0 / 6.0, "mse": 1.0 / 6.0, "solved": 0.0}
-    return Task("adding", sample, "regress_last", None, 2, 1, T, baseline, regression_metrics)
+    return Task(name="adding", sample=sample, kind="regress_last", input_vocab=None, input_dim=2, output_dim=1,
+                seq_len=T, baseline=baseline, metrics=regression_metrics)

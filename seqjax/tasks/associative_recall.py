@@ -18,9 +18,10 @@ import jax
 import jax.numpy as jnp
 
 from seqjax.errors import UserError
-from seqjax.tasks.base import Batch, Task, step_classification_metrics
+from seqjax.tasks.base import Task, step_classification_metrics
 from seqjax.tasks.registry import register_task
 from seqjax.tasks.sampling import answer_mask, distinct_positions
+from seqjax.typing import Batch
 
 
 @dataclasses.dataclass
@@ -55,5 +56,6 @@ def associative_recall(opts: AssociativeRecallOptions) -> Task:
 
     ce = math.log(V // 2)
     baseline = {"loss": ce, "ce": ce, "accuracy": 1.0 / (V // 2)}
-    return Task("mqar", sample, "classify_steps", V, V, V, L, baseline, step_classification_metrics,
-                causal=True)  # each answer is the input token after its query
+    return Task(name="mqar", sample=sample, kind="classify_steps", input_vocab=V, input_dim=V, output_dim=V,
+                seq_len=L, baseline=baseline, metrics=step_classification_metrics,
+                requires_causal_model=True)  # each answer is the input token after its query

@@ -34,7 +34,7 @@ class Task(NamedTuple):
     seq_len: int  # the dependency length the task probes (for receptive-field checks)
     baseline: dict[str, float]
     metrics: Callable[[Array, Batch], dict[str, Array]]
-    causal: bool = False  # a target also appears among the *later* inputs: only a causal model is fair
+    requires_causal_model: bool = False  # a target also appears among the *later* inputs: only a causal model is fair
 
 
 class TaskSpec(NamedTuple):

@@ -18,9 +18,10 @@ import math
 import jax
 import jax.numpy as jnp
 
-from seqjax.tasks.base import Batch, Task, step_classification_metrics
+from seqjax.tasks.base import Task, step_classification_metrics
 from seqjax.tasks.options import check_seq_len, check_variant
 from seqjax.tasks.registry import register_task
+from seqjax.typing import Batch
 
 COPY_VARIANTS = ("urnn", "tcn")
 BLANK, DELIMITER, NUM_SYMBOLS, COPY_LENGTH, VOCAB = 0, 9, 8, 10, 10
@@ -63,4 +64,5 @@ def copy_memory(opts: CopyOptions) -> Task:
     def sample(key: jax.Array, batch_size: int) -> Batch:
         return copy_batch(key, batch_size, T, opts.variant)
 
-    return Task("copy", sample, "classify_steps", VOCAB, VOCAB, VOCAB, T + COPY_LENGTH, baseline, copy_metrics)
+    return Task(name="copy", sample=sample, kind="classify_steps", input_vocab=VOCAB, input_dim=VOCAB,
+                output_dim=VOCAB, seq_len=T + COPY_LENGTH, baseline=baseline, metrics=copy_metrics)

@@ -16,10 +16,11 @@ import math
 import jax
 import jax.numpy as jnp
 
-from seqjax.tasks.base import Batch, Task, step_classification_metrics
+from seqjax.tasks.base import Task, step_classification_metrics
 from seqjax.tasks.options import check_seq_len
 from seqjax.tasks.registry import register_task
 from seqjax.tasks.sampling import answer_mask
+from seqjax.typing import Batch
 
 
 @dataclasses.dataclass
@@ -46,4 +47,5 @@ def induction_heads(opts: InductionOptions) -> Task:
 
     ce = math.log(V - 1)
     baseline = {"loss": ce, "ce": ce, "accuracy": 1.0 / (V - 1)}
-    return Task("induction", sample, "classify_steps", V, V, V, L, baseline, step_classification_metrics)
+    return Task(name="induction", sample=sample, kind="classify_steps", input_vocab=V, input_dim=V, output_dim=V,
+                seq_len=L, baseline=baseline, metrics=step_classification_metrics)

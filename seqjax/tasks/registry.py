@@ -16,7 +16,7 @@ def register_task(name: str, options: type) -> Callable[[Callable[[Any], Task]],
         raise TypeError(f"options for task {name!r} must be a dataclass, got {options!r}")
 
     def wrap(make: Callable[[Any], Task]) -> Callable[[Any], Task]:
-        TASKS.register(name, TaskSpec(options, make))
+        TASKS.register(name, TaskSpec(options=options, make=make))
         return make
 
     return wrap

@@ -18,10 +18,11 @@ import math
 import jax
 import jax.numpy as jnp
 
-from seqjax.tasks.base import Batch, Task, step_classification_metrics
+from seqjax.tasks.base import Task, step_classification_metrics
 from seqjax.tasks.options import check_seq_len
 from seqjax.tasks.registry import register_task
 from seqjax.tasks.sampling import distinct_positions
+from seqjax.typing import Batch
 
 
 @dataclasses.dataclass
@@ -51,5 +52,6 @@ def selective_copy(opts: SelectiveCopyOptions) -> Task:
 
     ce = math.log(V - 2)
     baseline = {"loss": ce, "ce": ce, "accuracy": 1.0 / (V - 2)}
-    return Task("selective_copy", sample, "classify_steps", V, V, V, L + M, baseline, step_classification_metrics)
+    return Task(name="selective_copy", sample=sample, kind="classify_steps", input_vocab=V, input_dim=V,
+                output_dim=V, seq_len=L + M, baseline=baseline, metrics=step_classification_metrics)
 

@@ -40,7 +40,7 @@ from seqjax.tasks.registry import register_task
 
 Array = jax.Array
 Batch = dict[str, Array]
-PAD, BOS, EOS, FIRST = 0, 1, 2, 3
+from seqjax.tasks.tokens import BOS, EOS, FIRST, PAD  # noqa: F401  (BOS: public)
 
 
 class Seq2SeqTask(NamedTuple):

@@ -11,7 +11,8 @@ from __future__ import annotations
 import jax
 
 from seqjax.errors import UserError
-from seqjax.tasks.base import Batch, Task
+from seqjax.tasks.base import Task
+from seqjax.typing import Batch
 
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 

@@ -1,0 +1,27 @@
+"""Recurrent cells as bundles of pure functions (``rnn``, ``lstm``, ``gru``), their hand-derived
+backward passes, and the scan that drives them over time."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from seqjax.cells.base import Cell, readout, readout_init
+from seqjax.cells.gru import GRU_VARIANTS, gru
+from seqjax.cells.lstm import LSTMCarry, lstm
+from seqjax.cells.rnn import ACTIVATIONS, rnn
+
+__all__ = ["ACTIVATIONS", "CELLS", "Cell", "GRU_VARIANTS", "LSTMCarry", "gru", "lstm", "make_cell",
+           "readout", "readout_init", "rnn", "scan"]
+
+CELLS: dict[str, Callable[..., Cell]] = {"rnn": rnn, "lstm": lstm, "gru": gru}
+
+
+def make_cell(name: str, hidden_size: int, **options: Any) -> Cell:
+    """Build a cell by name (``"rnn"``, ``"lstm"``, ``"gru"``) with its options."""
+    from seqjax.cells.base import _check_choice
+
+    _check_choice("cell", name, tuple(CELLS))
+    try:
+        return CELLS[name](hidden_size, **options)
+    except TypeError as e:  # an unknown keyword option
+        raise ValueError(f"unknown option for cell {name!r}: {e}") from None

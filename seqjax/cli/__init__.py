@@ -1,0 +1,50 @@
+"""The ``seqjax`` command line: ``seqjax train | eval | sweep | bench | report``.
+
+Each subcommand lives in its own module exposing ``register(subparsers)``, which
+adds its parser and sets ``func(args) -> int``; list the module in ``COMMANDS``.
+A :class:`~seqjax.errors.UserError` (or ``ValueError`` / ``FileNotFoundError``
+raised before any work starts) becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from seqjax import __version__
+from seqjax.errors import UserError
+from seqjax.experiment.runtime import keep_freed_memory
+
+COMMANDS: list[str] = [f"seqjax.cli.{name}" for name in ("train", "eval", "sweep", "report", "bench")]  # modules with register(subparsers)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="seqjax",
+        description="seqjax: train and study sequence models (RNN, LSTM, GRU, TCN, S4, Mamba, Transformer) "
+        "from config files.",
+    )
+    parser.add_argument("--version", action="version", version=f"seqjax {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in COMMANDS:
+        importlib.import_module(module).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    keep_freed_memory()  # before JAX starts its threads; SEQJAX_MALLOC=system opts out
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except (UserError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())  # also: python -m seqjax.cli (seqjax/cli/__main__.py)

@@ -1,0 +1,29 @@
+"""``seqjax sweep SWEEP.yaml [KEY=VALUE ...]``: run a grid of trials, then report."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from seqjax.experiment.report import report
+    from seqjax.experiment.sweep import load_sweep, run_sweep
+
+    failed = run_sweep(args.sweep, jobs=args.jobs, dry_run=args.dry_run, overrides=args.overrides, out=args.out)
+    if args.dry_run:
+        return 0
+    print(report(load_sweep(args.sweep, args.out)[0].out))
+    for trial in failed:
+        print(f"error: trial {trial.name} failed; see {trial.run_dir / 'train.log'}")
+    return 1 if failed else 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    sweep = subparsers.add_parser("sweep", help="run a grid of trials from configs/sweeps/*.yaml, then report")
+    sweep.add_argument("sweep", help="a sweep file, e.g. configs/sweeps/adding_lr.yaml")
+    sweep.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                       help="dotted overrides for every trial, after the file's, e.g. train.steps=100")
+    sweep.add_argument("--out", default=None, help="the output folder instead of the sweep file's `out`")
+    sweep.add_argument("--jobs", type=int, default=1, help="trials run at once, each in its own process")
+    sweep.add_argument("--dry-run", action="store_true", help="validate every trial and print its command")
+    sweep.set_defaults(func=_sweep)

@@ -1,0 +1,39 @@
+"""``seqjax train CONFIG [KEY=VALUE ...]``.
+
+``CONFIG`` is an experiment file (``configs/experiments/*.yaml``) or a run directory; re-running the
+same command on an existing run directory resumes from its latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from seqjax.experiment.config import load_config
+
+
+def _train(args: argparse.Namespace) -> int:
+    from seqjax.experiment.loop import (  # jax-heavy imports after argument parsing
+        Diverged,
+        Trainer,
+    )
+
+    cfg = load_config(args.config, args.overrides)
+    try:
+        summary = Trainer(cfg).run()
+    except Diverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    best, final = summary["best"] or {}, (summary["final"] or {}).get("val") or {}
+    metric = summary["best_metric"]
+    print(f"{cfg.name}: {summary['steps']} steps, {summary['param_count']} params, "
+          f"final val {metric}={final.get(metric)}, best val {metric}={best.get(metric)} at step {best.get('step')}, "
+          f"baseline {metric}={summary['baseline'].get(metric)}; run dir {cfg.run_dir}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    train = subparsers.add_parser("train", help="train from an experiment config (or resume a run directory)")
+    train.add_argument("config", help="configs/experiments/NAME.yaml, or a run directory to resume")
+    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. optim.lr=3e-3")
+    train.set_defaults(func=_train)

@@ -1,0 +1,6 @@
+"""seqjax.experiment."""
+
+from __future__ import annotations
+
+
+

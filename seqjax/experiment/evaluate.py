@@ -1,0 +1,50 @@
+"""Evaluation on a fixed set: ``metric = sum_i n_i m_i / sum_i n_i`` over pieces of ``eval_batch_size``.
+
+``seqjax eval RUN_DIR`` (:func:`evaluate_run`) restores the best checkpoint (by the validation metric)
+and scores it on the fixed test set, writing ``eval_<split>.json`` beside the run's summary.
+``task.*`` overrides score the same parameters on a changed task, e.g. ``task.seq_len=1024`` for length
+generalization (written to ``eval_<split>_<overrides>.json``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from seqjax.errors import UserError, describe
+from seqjax.experiment.config import load_config
+
+
+def evaluate_run(run_dir: str, split: str = "test", step: int | None = None, overrides: list[str] = ()) -> dict:
+    """Score the run's best (or ``step``'s) checkpoint on the fixed ``split``; writes ``eval_<split>.json``."""
+    from seqjax.experiment.loop import (
+        Trainer,  # the same model, state and shardings as training
+    )
+
+    bad = [o for o in overrides if not o.startswith("task.")]
+    if bad:
+        raise UserError(f"eval override {bad[0]!r} is not allowed: only task.* keys can change for a trained model, "
+                        "e.g. task.seq_len=1024")
+    cfg = load_config(run_dir, list(overrides))
+    trainer = Trainer(cfg)
+    ckpt = trainer.checkpoints()
+    steps = ckpt.steps()
+    if not steps:
+        raise UserError(f"{run_dir} has no checkpoints: train it first with `seqjax train {run_dir}`")
+    step = ckpt.best_step() if step is None else step
+    if step not in steps:
+        raise UserError(f"no checkpoint at step {step} in {run_dir}: choose one of {', '.join(map(str, steps))}")
+    try:
+        state = ckpt.restore(step, trainer.init_state())
+    except Exception as e:  # orbax/tensorstore raise many types for unreadable checkpoints
+        raise UserError(f"the checkpoint at step {step} in {run_dir} cannot be read ({describe(e)}); "
+                        f"pick another with --step ({', '.join(map(str, steps))})") from None
+    finally:
+        ckpt.close()
+    examples = cfg.train.test_examples if split == "test" else cfg.train.eval_examples
+    metrics = trainer.evaluate(state.params, split, examples)
+    result = {"split": split, "step": step, "examples": examples, "metrics": metrics,
+              "baseline": trainer.workload.baseline, "overrides": list(overrides)}
+    suffix = "".join(f"_{o.removeprefix('task.').replace('=', '')}" for o in overrides)
+    (Path(run_dir) / f"eval_{split}{suffix}.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result

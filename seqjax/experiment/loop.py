@@ -1,0 +1,238 @@
+"""The training loop: config -> run directory with metrics, checkpoints and a summary.
+
+``Trainer(cfg).run()`` builds the workload, optimizer and sharded state, resumes from the newest
+readable checkpoint in ``cfg.run_dir`` if there is one, then for each step ``s``:
+train step (jit) -> every ``log_every`` steps a ``train`` row -> every ``eval_every`` steps a ``val``
+row on the fixed validation set -> every ``checkpoint_every`` steps (and at the end) an async
+checkpoint ranked by the validation metric.  ``summary.json`` holds the final and best metrics, the
+task baseline, the parameter count, wall time and device.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from seqjax.cells.diagnostics import count_params
+from seqjax.errors import UserError
+from seqjax.experiment import distributed
+from seqjax.experiment.checkpoints import Checkpoints
+from seqjax.experiment.config import RUN_CONFIG, to_yaml
+from seqjax.experiment.distributed import batch_sharding, check_divisible
+from seqjax.experiment.optim import make_optimizer, make_schedule
+from seqjax.experiment.progress import progress_bar
+from seqjax.experiment.state import TrainState
+from seqjax.experiment.step import make_eval_step, make_train_step
+from seqjax.experiment.workloads import build_workload
+from seqjax.experiment.writers import MetricsWriter
+
+
+def _global(x: Any, sharding: Any) -> jax.Array:
+    """A global array sharded by ``sharding`` from a host copy every process holds in full (multi-host safe)."""
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+
+def evaluate(eval_fn: Callable, params: Any, data: dict, batch_size: int, mesh: Any) -> dict[str, float]:
+    """Example-weighted mean of ``eval_fn(params, piece)`` over ``data`` cut into ``batch_size`` pieces."""
+    n = int(jax.tree.leaves(data)[0].shape[0])
+    check_divisible("number of evaluation examples", n, mesh)
+    sharding = batch_sharding(mesh)
+    totals: dict[str, float] = {}
+    for start in range(0, n, batch_size):
+        piece = jax.tree.map(lambda x: x[start:start + batch_size], data)
+        size = int(jax.tree.leaves(piece)[0].shape[0])
+        metrics = jax.device_get(eval_fn(params, jax.tree.map(lambda x: _global(x, sharding), piece)))
+        for k, v in metrics.items():
+            totals[k] = totals.get(k, 0.0) + size * float(np.asarray(v))
+    return {k: v / n for k, v in totals.items()}
+
+
+RESUMABLE_CHANGES = {"run_dir", "train.steps", "train.progress", "train.async_checkpoint"}
+
+
+class Diverged(RuntimeError):
+    """The loss or gradients became NaN/Inf with ``train.on_nan=stop``."""
+
+
+def log(message: str) -> None:
+    if distributed.is_main_process():
+        print(message, file=sys.stderr, flush=True)
+
+
+def _flat(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in cfg.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def prepare_run_dir(cfg: DictConfig) -> Path:
+    """Create the run dir and write ``config.yaml``; an existing one must hold the same experiment."""
+    run_dir = Path(cfg.run_dir)
+    path = run_dir / RUN_CONFIG
+    if path.exists():
+        saved = _flat(OmegaConf.to_container(OmegaConf.load(path), resolve=True))
+        new = _flat(OmegaConf.to_container(cfg, resolve=True))
+        changed = sorted(k for k in saved.keys() | new.keys()
+                         if saved.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
+        if changed:
+            raise UserError(f"{run_dir} holds a run with a different config ({', '.join(changed[:5])} differ): "
+                            "resume it unchanged, or pick a new run_dir=...")
+        steps_before, steps_now = saved.get("train.steps"), new.get("train.steps")
+        if steps_before != steps_now and new.get("optim.schedule") != "constant":
+            print(f"warning: train.steps changed from {steps_before} to {steps_now} on resume: the "
+                  f"{new.get('optim.schedule')} learning-rate schedule is now spread over {steps_now} steps, "
+                  "so the learning rate at the resumed step differs from the one the run last used",
+                  file=sys.stderr)
+    if distributed.is_main_process():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(to_yaml(cfg))
+    return run_dir
+
+
+def _best(rows: list[dict], metric: str, mode: str) -> dict | None:
+    scored = [r for r in rows if r["split"] == "val" and r.get(metric) is not None]
+    pick = min if mode == "min" else max
+    return pick(scored, key=lambda r: r[metric]) if scored else None
+
+
+class Trainer:
+    """Everything built from one config: workload, optimizer, mesh, jitted steps."""
+
+    def __init__(self, cfg: DictConfig):
+        distributed.maybe_initialize()
+        self.cfg = cfg
+        self.workload = build_workload(cfg)
+        self.mesh = distributed.data_mesh()
+        distributed.check_divisible("train.batch_size", cfg.train.batch_size, self.mesh)
+        distributed.check_divisible("train.eval_batch_size", cfg.train.eval_batch_size, self.mesh)
+        self.tx = make_optimizer(cfg.optim, cfg.train.steps, self.workload.param_labels)
+        self.schedule = make_schedule(cfg.optim, cfg.train.steps)
+        init_key, self.dropout_key = jax.random.split(jax.random.key(cfg.seed))
+        self._init_key = init_key
+        self._eval_step = jax.jit(make_eval_step(self.workload))
+        self._eval_sets: dict[str, dict] = {}
+
+    def init_state(self) -> TrainState:
+        create = lambda key: TrainState.create(self.workload.init(key), self.tx)  # noqa: E731
+        return jax.jit(create, out_shardings=distributed.replicated(self.mesh))(self._init_key)
+
+    def checkpoints(self) -> Checkpoints:
+        return Checkpoints(self.cfg.run_dir, self.cfg.train, log=log)
+
+    def evaluate(self, params: Any, split: str, examples: int) -> dict[str, float]:
+        if split not in self._eval_sets:
+            self._eval_sets[split] = self.workload.eval_set(split, examples)
+        return evaluate(self._eval_step, params, self._eval_sets[split], self.cfg.train.eval_batch_size, self.mesh)
+
+    def run(self) -> dict:
+        cfg, t = self.cfg, self.cfg.train
+        self._check_best_metric()
+        run_dir = prepare_run_dir(cfg)
+        started = time.time()
+        ckpt = self.checkpoints()
+        fresh = self.init_state()
+        state = ckpt.restore_latest(fresh)
+        if state is None:
+            state = fresh
+        else:
+            log(f"resuming {run_dir} from step {int(state.step)}")
+        start = int(state.step)
+        if start >= t.steps and (run_dir / "summary.json").exists():
+            ckpt.close()
+            log(f"{run_dir} is already trained to step {start} (train.steps={t.steps}): nothing to do")
+            return json.loads((run_dir / "summary.json").read_text())
+        writer = MetricsWriter(run_dir, start) if distributed.is_main_process() else None
+        step_fn = jax.jit(
+            make_train_step(self.workload, self.tx, self.dropout_key, distributed.constrain_batch(self.mesh)),
+            out_shardings=(distributed.replicated(self.mesh), None), donate_argnums=0,
+        )
+        bar = progress_bar(t.steps, start, t.progress)
+        last_checked = start
+        try:
+            for s in range(start + 1, t.steps + 1):
+                state, metrics = step_fn(state)
+                bar.update(1)
+                at_eval = s % t.eval_every == 0 or s == t.steps
+                if s % t.log_every == 0 or at_eval:
+                    self._check_finite(state, last_checked, s, ckpt)
+                    last_checked = s
+                    row = {**jax.device_get(metrics), "lr": self.schedule(s - 1)}  # lr used by update s
+                    if writer:
+                        writer.write(s, "train", row)
+                    bar.set_postfix(loss=f"{float(row['loss']):.4g}", refresh=False)
+                if at_eval:
+                    val = self.evaluate(state.params, "val", t.eval_examples)
+                    if writer:
+                        writer.write(s, "val", val)
+                    self._report(bar, s, val)
+                    if s % t.checkpoint_every == 0 or s == t.steps:
+                        ckpt.save(state, val)
+        finally:
+            bar.close()
+            ckpt.wait()
+            ckpt.close()
+            if writer:
+                writer.close()
+        return self._summarize(run_dir, state, writer.rows if writer else [], started, start)
+
+    def _check_best_metric(self) -> None:
+        """``train.best_metric`` must be one of the validation metrics (found by tracing, no compute)."""
+        t = self.cfg.train
+        params = jax.eval_shape(self.workload.init, self._init_key)
+        example = jax.tree.map(lambda x: x[: t.eval_batch_size], self.workload.eval_set("val", t.eval_batch_size))
+        names = sorted(jax.eval_shape(self._eval_step, params, example))
+        if t.best_metric not in names:
+            raise UserError(f"train.best_metric={t.best_metric!r} is not a validation metric of this task: "
+                            f"choose one of {', '.join(names)}")
+
+    def _report(self, bar: Any, step: int, val: dict[str, float]) -> None:
+        baseline = self.workload.baseline
+        line = f"step {step}: val " + " ".join(
+            f"{k}={v:.4g}" + (f" (baseline {baseline[k]:.4g})" if k in baseline else "") for k, v in val.items())
+        if bar.disable:
+            log(line)
+        else:
+            bar.write(line, file=sys.stderr)
+
+    def _check_finite(self, state: TrainState, since: int, now: int, ckpt: Checkpoints) -> None:
+        bad = int(state.nonfinite)
+        if bad and self.cfg.train.on_nan == "stop":
+            ckpt.wait()
+            kept = ckpt.steps()
+            raise Diverged(
+                f"loss or gradients became NaN/Inf between steps {since} and {now}; stopped (train.on_nan=stop); "
+                f"last good checkpoint: {kept[-1] if kept else 'none'}; lower optim.lr or optim.clip_norm, "
+                "or set train.on_nan=skip to drop such updates"
+            )
+
+    def _summarize(self, run_dir: Path, state: TrainState, rows: list[dict], started: float, start: int) -> dict:
+        t = self.cfg.train
+        best = _best(rows, t.best_metric, t.best_mode)
+        last = {split: next((r for r in reversed(rows) if r["split"] == split), None) for split in ("train", "val")}
+        device = jax.devices()[0]
+        summary = {
+            "name": self.cfg.name,
+            "steps": int(state.step),
+            "resumed_from": start or None,
+            "final": last,
+            "best": best,
+            "best_metric": t.best_metric,
+            "baseline": self.workload.baseline,
+            "param_count": count_params(state.params),
+            "skipped_nonfinite_steps": int(state.nonfinite),
+            "wall_time_s": round(time.time() - started, 3),
+            "device": {"platform": device.platform, "kind": device.device_kind, "count": jax.device_count(),
+                       "processes": jax.process_count()},
+        }
+        if distributed.is_main_process():
+            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        return summary

@@ -1,0 +1,61 @@
+"""Optimizers from config: ``optax.chain(clip_by_global_norm(theta), optimizer(schedule))``.
+
+Clipping first rescales the raw gradient, ``g <- g * min(1, theta / ||g||_2)`` (Pascanu et al. 2013);
+the optimizer then sees the clipped gradient.  Schedules: ``constant`` (``lr``) and
+``warmup_cosine`` (linear 0 -> lr over ``warmup_steps``, then cosine to ``lr * final_lr_fraction`` at
+the last step).  With ``optim.ssm_lr`` set and a workload that labels its parameters, leaves labelled
+``"ssm"`` get their own optimizer with that lr and no weight decay (``optax.multi_transform``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import optax
+
+from seqjax.errors import UserError
+from seqjax.models.blocks import ssm_param_labels
+
+
+def make_schedule(cfg: Any, total_steps: int, lr: float | None = None) -> optax.Schedule:
+    lr = cfg.lr if lr is None else lr
+    if cfg.schedule == "constant":
+        return optax.constant_schedule(lr)
+    return optax.warmup_cosine_decay_schedule(
+        init_value=0.0, peak_value=lr, warmup_steps=cfg.warmup_steps,
+        decay_steps=max(total_steps, cfg.warmup_steps + 1), end_value=lr * cfg.final_lr_fraction,
+    )
+
+
+def _base(cfg: Any, schedule: optax.Schedule, weight_decay: float) -> optax.GradientTransformation:
+    if cfg.name == "adam":
+        return optax.adam(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
+    if cfg.name == "adamw":
+        return optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=weight_decay)
+    if cfg.name == "rmsprop":
+        return optax.rmsprop(schedule, decay=cfg.decay, eps=cfg.eps, momentum=cfg.momentum or None)
+    return optax.sgd(schedule, momentum=cfg.momentum or None, nesterov=cfg.nesterov)
+
+
+def make_optimizer(
+    cfg: Any, total_steps: int, param_labels: Callable[[Any], Any] | None = None
+) -> optax.GradientTransformation:
+    """The full chain for ``cfg`` (an ``OptimConfig``) over a run of ``total_steps``."""
+    if cfg.weight_decay and cfg.name != "adamw":
+        raise UserError(f"optim.weight_decay={cfg.weight_decay} applies to adamw only: set optim.name=adamw "
+                        "or optim.weight_decay=0")
+    opt = _base(cfg, make_schedule(cfg, total_steps), cfg.weight_decay)
+    if cfg.ssm_lr is not None:
+        if param_labels is None:
+            raise UserError("optim.ssm_lr is set but this model has no SSM parameter groups: set optim.ssm_lr=null")
+        ssm = _base(cfg, make_schedule(cfg, total_steps, cfg.ssm_lr), 0.0)
+        opt = optax.multi_transform({"default": opt, "ssm": ssm}, param_labels)
+    clip = optax.clip_by_global_norm(cfg.clip_norm) if cfg.clip_norm else optax.identity()
+    return optax.chain(clip, opt)
+
+
+def with_ssm_group(
+    default: optax.GradientTransformation, ssm: optax.GradientTransformation
+) -> optax.GradientTransformation:
+    """``default`` for ordinary parameters, ``ssm`` (e.g. ``optax.adam(1e-3)``: no decay) for SSM ones."""
+    return optax.multi_transform({"default": default, "ssm": ssm}, ssm_param_labels)

@@ -1,0 +1,169 @@
+"""Hyperparameter sweeps: a grid of dotted overrides x seeds over one experiment config.
+
+A sweep file (``configs/sweeps/*.yaml``)::
+
+    experiment: ../experiments/adding_lstm.yaml   # relative to this file; a list sweeps over experiments
+    overrides: [train.steps=400]                  # applied to every trial
+    grid:                                         # the Cartesian product of these values
+      model.hidden_size: [32, 64]
+      optim.lr: [1.0e-3, 3.0e-3]
+    seeds: [0, 1]                                 # each grid point once per seed (sets `seed`)
+    out: runs/sweeps/adding_lr                    # default runs/sweeps/<file stem>
+
+A list of experiments (e.g. one per model family, whose options differ) is one more grid dimension;
+each trial keeps its experiment's ``name``, which ``seqjax report`` shows as a column.
+
+Every trial's config is composed and validated before the first one starts.  Each trial is one
+``seqjax train`` process with its own run directory (``<out>/<trial>``), so a crash in one trial loses
+nothing of the others; re-running the sweep skips finished trials (``summary.json`` present) and resumes
+unfinished ones from their latest checkpoint.  ``seqjax report <out>`` tabulates the results.
+
+``seqjax sweep FILE KEY=VALUE ...`` (``run_sweep(path, overrides=[...])``) adds dotted overrides to every
+trial, after the file's ``overrides``, e.g. ``train.steps=4`` for a smoke run; a key the grid sweeps,
+``seed`` and ``run_dir`` are set per trial and cannot be overridden.  The overrides become part of each
+trial's config, so re-run an unfinished sweep with the same ones, or give it its own ``out``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from seqjax.errors import UserError
+from seqjax.experiment.config import load_config, omegaconf_message
+from seqjax.experiment.report import SWEEP_RECORD
+
+SUMMARY = "summary.json"
+
+
+@dataclasses.dataclass
+class SweepConfig:
+    experiment: Any = "???"  # a path, or a list of paths
+    overrides: list[str] = dataclasses.field(default_factory=list)
+    grid: dict[str, list[Any]] = dataclasses.field(default_factory=dict)
+    seeds: list[int] = dataclasses.field(default_factory=lambda: [0])
+    out: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    name: str
+    experiment: Path
+    overrides: tuple[str, ...]
+    run_dir: Path
+
+
+def load_sweep(path: str | Path, out: str | Path | None = None) -> tuple[SweepConfig, list[Path]]:
+    """Read and type-check a sweep file; returns the spec and the experiment files' paths.
+
+    ``out`` replaces the file's output folder.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"sweep file {str(path)!r} not found: check the path")
+    try:
+        spec = OmegaConf.merge(OmegaConf.structured(SweepConfig), OmegaConf.load(path))
+        spec = OmegaConf.to_object(spec)
+    except OmegaConfBaseException as e:
+        raise UserError(f"{path}: {omegaconf_message(e)}; "
+                        f"allowed keys: {', '.join(f.name for f in dataclasses.fields(SweepConfig))}") from None
+    if not spec.seeds:
+        raise UserError(f"{path}: seeds is empty: give at least one seed, e.g. 'seeds: [0]'")
+    for key, values in spec.grid.items():
+        if not values:
+            raise UserError(f"{path}: grid.{key} has no values: give a non-empty list")
+    spec.out = str(out) if out is not None else spec.out or str(Path("runs") / "sweeps" / path.stem)
+    experiments = spec.experiment if isinstance(spec.experiment, list) else [spec.experiment]
+    if not experiments or spec.experiment == "???":
+        raise UserError(f"{path}: experiment is not set: name an experiment file (or a list of them)")
+    return spec, [path.parent / e for e in experiments]
+
+
+def _value_text(value: Any) -> str:
+    return str(value).replace("/", "_").replace(" ", "")
+
+
+def check_overrides(spec: SweepConfig, overrides: list[str] | tuple[str, ...]) -> None:
+    """Command-line overrides for every trial: KEY=VALUE, and no key that each trial sets itself."""
+    for override in overrides:
+        key = override.split("=", 1)[0]
+        if "=" not in override or not key:
+            raise UserError(f"command line: override {override!r} is not KEY=VALUE, e.g. train.steps=100")
+        if key in spec.grid:
+            raise UserError(f"command line: {key} is swept by the grid ({spec.grid[key]}): edit the sweep file "
+                            "to change its values")
+        if key in ("seed", "run_dir"):
+            raise UserError(f"command line: {key} is set per trial (seeds, and <out>/<trial>); "
+                            "edit the sweep's seeds or out instead")
+
+
+def expand(spec: SweepConfig, experiments: list[Path], overrides: list[str] | tuple[str, ...] = ()) -> list[Trial]:
+    """The Cartesian product of experiments, ``grid`` and ``seeds``, in a stable order.
+
+    ``overrides`` (checked by :func:`check_overrides`) follow the file's ``overrides`` in every trial.
+    """
+    check_overrides(spec, overrides)
+    keys = list(spec.grid)
+    trials = []
+    for experiment in experiments:
+        prefix = [experiment.stem] if len(experiments) > 1 else []
+        for values in itertools.product(*(spec.grid[k] for k in keys)):
+            point = [f"{k}={v}" for k, v in zip(keys, values)]
+            label = [f"{k.split('.')[-1]}={_value_text(v)}" for k, v in zip(keys, values)]
+            for seed in spec.seeds:
+                name = ",".join([*prefix, *label, f"seed={seed}"])
+                run_dir = Path(spec.out) / name
+                trial_overrides = (*spec.overrides, *overrides, *point, f"seed={seed}", f"run_dir={run_dir}")
+                trials.append(Trial(name, experiment, trial_overrides, run_dir))
+    return trials
+
+
+def _run_trial(trial: Trial, quiet: bool) -> int:
+    trial.run_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "seqjax.cli", "train", str(trial.experiment), *trial.overrides,
+           "train.progress=false"]
+    with open(trial.run_dir / "train.log", "a") as log:
+        rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
+    if not quiet:
+        print(f"[{'done' if rc == 0 else f'FAILED rc={rc}'}] {trial.name}  (log: {trial.run_dir / 'train.log'})",
+              flush=True)
+    return rc
+
+
+def run_sweep(path: str | Path, *, jobs: int = 1, dry_run: bool = False, quiet: bool = False,
+              overrides: list[str] | tuple[str, ...] = (), out: str | Path | None = None) -> list[Trial]:
+    """Validate every trial, then run those without a summary; returns the failed trials.
+
+    ``overrides`` are added to every trial (see :func:`check_overrides`); ``out`` replaces the file's.
+    """
+    spec, experiments = load_sweep(path, out)
+    trials = expand(spec, experiments, overrides)
+    for trial in trials:  # validate everything before any work starts
+        try:
+            load_config(trial.experiment, list(trial.overrides))
+        except UserError as e:
+            raise UserError(f"{path}: trial {trial.name}: {e}") from None
+    out = Path(spec.out)
+    out.mkdir(parents=True, exist_ok=True)
+    record = dataclasses.replace(spec, experiment=[str(e.resolve()) for e in experiments],
+                                 overrides=[*spec.overrides, *overrides])
+    (out / SWEEP_RECORD).write_text(OmegaConf.to_yaml(OmegaConf.structured(record)))
+    pending = [t for t in trials if not (t.run_dir / SUMMARY).exists()]
+    if not quiet:
+        print(f"sweep {Path(path).stem}: {len(trials)} trials, {len(trials) - len(pending)} already done; "
+              f"out {spec.out}", flush=True)
+    if dry_run:
+        for t in trials:
+            print("seqjax train", t.experiment, " ".join(t.overrides))
+        return []
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        codes = list(pool.map(lambda t: _run_trial(t, quiet), pending))
+    return [t for t, rc in zip(pending, codes) if rc != 0]

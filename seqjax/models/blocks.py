@@ -1,0 +1,129 @@
+"""A pre-norm residual stack of sequence blocks (used by the S4/S4D and Mamba backbones).
+
+::
+
+    x_0     = W_in x + b_in                      (only when d_in != d_model)
+    x_{l+1} = x_l + dropout(block_l(norm_l(x_l)))
+    y       = norm(x_L)
+
+Each block maps ``[batch, time, d_model] -> same`` and has the step pair
+``initial_state(batch_size)`` / ``step(state, x_t)``; the stack threads one
+state per block.  The stack's own layers compute in ``dtype`` (``None``: ``param_dtype``); the input
+is cast to it (:mod:`seqjax.models.precision`); the blocks carry their own ``dtype``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+from flax import traverse_util
+
+from seqjax.ops.conv import causal_conv, causal_conv_step
+from seqjax.typing import Array
+
+
+class CausalConv(nn.Module):
+    """A causal (dilated) convolution layer, ``y = causal_conv(x, W) + b``.
+
+    With ``weight_norm`` the kernel is ``W = g * V / ||V||`` (norm over
+    ``[k, c_in]`` per output channel; Salimans & Kingma 2016), parameters
+    ``V`` (``kernel``) and ``g`` (``scale``).
+    """
+
+    features: int
+    kernel_size: int
+    dilation: int = 1
+    depthwise: bool = False
+    weight_norm: bool = False
+    use_bias: bool = True
+    dtype: Any = None  # compute dtype; None: param_dtype
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array, buffer: Array | None = None) -> Array | tuple[Array, Array]:
+        """Parallel form ``x [batch, time, c_in] -> y``; with ``buffer``, one token ``x_t -> (buffer', y_t)``."""
+        dtype = self.dtype or self.param_dtype
+        groups = x.shape[-1] if self.depthwise else 1
+        shape = (self.kernel_size, x.shape[-1] // groups, self.features)
+        v = self.param("kernel", nn.initializers.lecun_normal(), shape, self.param_dtype)
+        kernel = v
+        if self.weight_norm:
+            norm = lambda w: jnp.sqrt(jnp.sum(w**2, axis=(0, 1)))  # noqa: E731
+            kernel = self.param("scale", lambda _: norm(v)) * v / norm(v)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype) if self.use_bias else 0.0
+        x, kernel, bias = x.astype(dtype), kernel.astype(dtype), jnp.asarray(bias, dtype)
+        if buffer is None:
+            return causal_conv(x, kernel, self.dilation, groups) + bias
+        new_buffer, y = causal_conv_step(buffer.astype(dtype), x, kernel, self.dilation, groups)
+        return new_buffer.astype(buffer.dtype), y + bias
+
+    def initial_state(self, batch_size: int, c_in: int) -> Array:
+        """The empty input buffer ``[batch, (k-1) d, c_in]`` (zeros: the causal padding), in the compute dtype."""
+        return jnp.zeros((batch_size, (self.kernel_size - 1) * self.dilation, c_in), self.dtype or self.param_dtype)
+
+    def step(self, buffer: Array, x_t: Array) -> tuple[Array, Array]:
+        """One token: ``(buffer, x_t [batch, c_in]) -> (buffer', y_t [batch, features])``."""
+        return self(x_t, buffer)
+
+
+NORMS = {"layer": nn.LayerNorm, "rms": nn.RMSNorm}
+
+
+def make_norm(kind: str, **dtypes: Any) -> nn.Module:
+    """``NORMS[kind](**dtypes)`` (``dtype``/``param_dtype``; Flax norms take their statistics in >= float32)."""
+    if kind not in NORMS:
+        raise ValueError(f"unknown norm {kind!r}: choose one of {', '.join(NORMS)}")
+    return NORMS[kind](**dtypes)
+
+
+class ResidualStack(nn.Module):
+    """``blocks`` in pre-norm residual form with an input projection and a final norm."""
+
+    blocks: Sequence[nn.Module]
+    d_model: int
+    norm: str = "layer"
+    dropout: float = 0.0
+    dtype: Any = None  # compute dtype; None: param_dtype
+    param_dtype: Any = jnp.float32
+
+    def setup(self) -> None:
+        dtypes = dict(dtype=self.dtype or self.param_dtype, param_dtype=self.param_dtype)
+        self.in_proj = nn.Dense(self.d_model, **dtypes)
+        self.norms = [make_norm(self.norm, **dtypes) for _ in self.blocks]
+        self.final_norm = make_norm(self.norm, **dtypes)
+        self.drop = nn.Dropout(self.dropout)
+
+    def _embed(self, x: Array) -> Array:
+        return x.astype(self.dtype or self.param_dtype) if x.shape[-1] == self.d_model else self.in_proj(x)
+
+    def __call__(self, x: Array, lengths: Array | None = None, *, deterministic: bool = True) -> Array:
+        """Causal: padding after ``lengths`` never reaches a valid step, so ``lengths`` is accepted and unused."""
+        x = self._embed(x)
+        for norm, block in zip(self.norms, self.blocks):
+            x = x + self.drop(block(norm(x)), deterministic=deterministic)
+        return self.final_norm(x)
+
+    def initial_state(self, batch_size: int) -> list[Any]:
+        return [block.initial_state(batch_size) for block in self.blocks]
+
+    def step(self, state: list[Any], x_t: Array) -> tuple[list[Any], Array]:
+        """One token (dropout off): ``x_t [batch, d_in] -> y_t [batch, d_model]``."""
+        x_t = self._embed(x_t)
+        new_state = []
+        for norm, block, s in zip(self.norms, self.blocks, state):
+            s, y = block.step(s, norm(x_t))
+            x_t = x_t + y
+            new_state.append(s)
+        return new_state, self.final_norm(x_t)
+
+
+SSM_PARAM_NAMES = frozenset({"log_dt", "Lambda_log_neg_re", "Lambda_im", "P", "B", "A_log"})
+
+
+def ssm_param_labels(params: Any) -> Any:
+    """The pytree of ``params`` with each leaf replaced by ``"ssm"`` (named in ``SSM_PARAM_NAMES``) or ``"default"``."""
+    flat = traverse_util.flatten_dict(params)
+    labels = {path: "ssm" if path[-1] in SSM_PARAM_NAMES else "default" for path in flat}
+    return traverse_util.unflatten_dict(labels)

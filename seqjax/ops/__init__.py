@@ -1,0 +1,6 @@
+"""seqjax.ops."""
+
+from __future__ import annotations
+
+
+

@@ -1,0 +1,32 @@
+"""seqjax.ops.masking."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from seqjax.typing import Array
+
+
+def hold_where(mask_t: Array | None, new: Any, old: Any) -> Any:
+    """``new`` where ``mask_t[b]``, else ``old``, leaf by leaf (``new`` when there is no mask)."""
+    if mask_t is None:
+        return new
+    return jax.tree.map(lambda n, o: jnp.where(mask_t.reshape(mask_t.shape + (1,) * (n.ndim - 1)), n, o), new, old)
+
+
+def zero_where_padded(mask_t: Array | None, tree: Any) -> Any:
+    """``tree`` where ``mask_t[b]``, else zeros, leaf by leaf (``tree`` when there is no mask)."""
+    return tree if mask_t is None else hold_where(mask_t, tree, jax.tree.map(jnp.zeros_like, tree))
+
+
+def attention_mask(q_pos: Array, k_pos: Array, lengths: Array | None, causal: bool) -> Array:
+    """``[B, T_q, T_k]`` booleans: key visible to query (``k <= q`` if causal; ``k < length``)."""
+    mask = jnp.ones((q_pos.shape[0], q_pos.shape[1], k_pos.shape[-1]), bool)
+    if causal:
+        mask = mask & (k_pos[:, None, :] <= q_pos[:, :, None])
+    if lengths is not None:
+        mask = mask & (k_pos[:, None, :] < lengths[:, None, None])
+    return mask

@@ -1,0 +1,104 @@
+"""State space duality (SSD, Mamba-2; Dao & Gu 2024): the chunked matrix form of a scalar-decay SSM.
+
+Per head ``h`` (state ``[P, N]``: head dim by state size), with scalar decay ``a_t = exp(alpha_t)``::
+
+    H_t = a_t H_{t-1} + x_t B_t^T          (x_t [P], B_t [N])
+    y_t = H_t C_t                           (C_t [N])
+
+is a :func:`~seqjax.ops.linear_scan.linear_scan` with ``a_t`` broadcast over ``[P, N]``. Its matrix
+form is ``Y = (L o C B^T) X`` with the 1-semiseparable decay mask ``L = exp(segsum(alpha))``.
+:func:`ssd` cuts time into chunks of ``Q``: inside a chunk the quadratic (attention-like) form,
+between chunks the recurrence on the chunk states -- ``O(T Q)`` work in matrix multiplies, no
+``[T, P, N]`` state sequence. Resets (``alpha_t := -inf``: ``a_t = 0``) and lengths
+(``alpha_t := 0, x_t := 0`` past the end, outputs zeroed) behave as in ``linear_scan``.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from seqjax.ops.linear_scan import linear_scan, valid_mask
+from seqjax.typing import Array
+
+
+# segsum(alpha)_{ij} = sum_{k=j+1}^{i} alpha_k for i >= j, -inf for j > i (masked cumsum: no cs_i - cs_j)
+def segsum(alpha: Array) -> Array:
+    """``[..., T] -> [..., T, T]`` segment sums; ``exp(segsum)`` is the decay mask ``L``.
+
+    >>> jnp.exp(segsum(jnp.log(jnp.array([1.0, 0.5, 0.5]))))
+    Array([[1.  , 0.  , 0.  ],
+           [0.5 , 1.  , 0.  ],
+           [0.25, 0.5 , 1.  ]], dtype=float32)
+    """
+    steps = alpha.shape[-1]
+    terms = jnp.broadcast_to(alpha[..., :, None], (*alpha.shape, steps))  # [..., k, j] = alpha_k
+    strict = jnp.tril(jnp.ones((steps, steps), bool), -1)  # k > j
+    sums = jnp.cumsum(jnp.where(strict, terms, 0.0), axis=-2)
+    return jnp.where(jnp.tril(jnp.ones((steps, steps), bool)), sums, -jnp.inf)
+
+
+def _to_chunks(x: Array, chunk_size: int) -> Array:
+    """``[batch, time, ...] -> [batch, n_chunks, chunk, ...]``, zero-padded at the end."""
+    extra = -x.shape[1] % chunk_size
+    x = jnp.pad(x, [(0, 0), (0, extra)] + [(0, 0)] * (x.ndim - 2))
+    return x.reshape(x.shape[0], -1, chunk_size, *x.shape[2:])
+
+
+# Y^diag_{l} = sum_{s <= l} (C_l . B_s) L_{ls} x_s   (within a chunk; L = exp(segsum(alpha)))
+def _intra_chunk(x: Array, b: Array, c: Array, decay: Array) -> Array:
+    return jnp.einsum("bclhn,bcshn,bchls,bcshp->bclhp", c, b, decay, x)
+
+
+# S_c = sum_s exp(sum_{k=s+1}^{Q} alpha_k) x_s B_s^T   (the state a chunk leaves from a zero start)
+def _chunk_states(x: Array, b: Array, decay: Array) -> Array:
+    return jnp.einsum("bcshn,bchs,bcshp->bchpn", b, decay[..., -1, :], x)
+
+
+# Y^off_{l} = exp(sum_{k <= l} alpha_k) H_c C_l   (the state entering chunk c, decayed to l, read out)
+def _state_outputs(c: Array, entering: Array, alpha: Array) -> Array:
+    return jnp.einsum("bclhn,bchpn,bchl->bclhp", c, entering, jnp.exp(jnp.cumsum(alpha, axis=-1)))
+
+
+def ssd(
+    x: Array,
+    alpha: Array,
+    b: Array,
+    c: Array,
+    h0: Array | None = None,
+    *,
+    chunk_size: int = 64,
+    resets: Array | None = None,
+    lengths: Array | None = None,
+) -> tuple[Array, Array]:
+    """``(y [batch, T, H, P], H_T [batch, H, P, N])`` of the recurrence above, chunk by chunk.
+
+    ``x [batch, T, H, P]`` (already scaled by the step, ``x_bar = dt x``), ``alpha [batch, T, H]``
+    (``log a_t <= 0``), ``b, c [batch, T, H, N]`` (groups already broadcast to heads), ``h0
+    [batch, H, P, N]`` (zeros when ``None``). Between chunks ``H_{c+1} = exp(sum_chunk alpha) H_c +
+    S_c`` is a :func:`~seqjax.ops.linear_scan.linear_scan` over the chunk axis.
+
+    >>> x, b, c = jnp.ones((1, 3, 1, 1)), jnp.ones((1, 3, 1, 1)), jnp.ones((1, 3, 1, 1))
+    >>> y, h = ssd(x, jnp.log(jnp.full((1, 3, 1), 0.5)), b, c, chunk_size=2)
+    >>> y[0, :, 0, 0]  # h_t = 0.5 h_{t-1} + 1
+    Array([1.  , 1.5 , 1.75], dtype=float32)
+    """
+    steps = x.shape[1]
+    if resets is not None:
+        alpha = jnp.where(resets[..., None], -jnp.inf, alpha)
+    valid = None if lengths is None else valid_mask(lengths, steps)
+    if valid is not None:  # a = 1 and no input past the end: the state is held
+        alpha, x = jnp.where(valid[..., None], alpha, 0.0), jnp.where(valid[..., None, None], x, 0.0)
+    chunk_size = min(chunk_size, steps)
+    xs, bs, cs = (_to_chunks(v, chunk_size) for v in (x, b, c))
+    alpha = jnp.moveaxis(_to_chunks(alpha, chunk_size), -1, 2)  # [batch, n, H, Q]
+    decay = jnp.exp(segsum(alpha))  # [batch, n, H, Q, Q]
+    states = _chunk_states(xs, bs, decay)  # [batch, n, H, P, N]
+    totals = jnp.exp(jnp.sum(alpha, axis=-1))[..., None, None]  # [batch, n, H, 1, 1]
+    after, last = linear_scan(totals, states, h0, method="sequential", return_state=True)
+    start = jnp.zeros_like(states[:, 0]) if h0 is None else h0.astype(states.dtype)
+    entering = jnp.concatenate([start[:, None], after[:, :-1]], axis=1)
+    y = _intra_chunk(xs, bs, cs, decay) + _state_outputs(cs, entering, alpha)
+    y = y.reshape(y.shape[0], -1, *y.shape[3:])[:, :steps]
+    if valid is not None:
+        y = jnp.where(valid[..., None, None], y, 0.0)
+    return y, last

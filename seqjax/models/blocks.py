@@ -14,7 +14,7 @@ is cast to it (:mod:`seqjax.models.precision`); the blocks carry their own ``dty
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -38,6 +38,7 @@ class CausalConv(nn.Module):
     depthwise: bool = False
     weight_norm: bool = False
     use_bias: bool = True
+    kernel_init: Callable[..., Array] = nn.initializers.lecun_normal()
     dtype: Any = None  # compute dtype; None: param_dtype
     param_dtype: Any = jnp.float32
 
@@ -47,7 +48,7 @@ class CausalConv(nn.Module):
         dtype = self.dtype or self.param_dtype
         groups = x.shape[-1] if self.depthwise else 1
         shape = (self.kernel_size, x.shape[-1] // groups, self.features)
-        v = self.param("kernel", nn.initializers.lecun_normal(), shape, self.param_dtype)
+        v = self.param("kernel", self.kernel_init, shape, self.param_dtype)
         kernel = v
         if self.weight_norm:
             norm = lambda w: jnp.sqrt(jnp.sum(w**2, axis=(0, 1)))  # noqa: E731
@@ -66,6 +67,40 @@ class CausalConv(nn.Module):
     def step(self, buffer: Array, x_t: Array) -> tuple[Array, Array]:
         """One token: ``(buffer, x_t [batch, c_in]) -> (buffer', y_t [batch, features])``."""
         return self(x_t, buffer)
+
+
+class FeedForward(nn.Module):
+    """A position-wise MLP block, ``W_d act(W_1 x + b_1) + b_d``; ``gated``: ``W_d (act(W_1 x + b_1) * (W_2 x + b_2)) + b_d``.
+
+    ``act`` is GELU (tanh form). Stateless, so its step form is the same map on one token.
+
+    >>> import jax
+    >>> ff = FeedForward(hidden=8, gated=True)
+    >>> params = ff.init(jax.random.key(0), jnp.ones((1, 3, 4)))
+    >>> ff.apply(params, jnp.ones((1, 3, 4))).shape
+    (1, 3, 4)
+    """
+
+    hidden: int
+    gated: bool = False
+    use_bias: bool = True
+    dtype: Any = None  # compute dtype; None: param_dtype
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        dense = lambda n: nn.Dense(n, use_bias=self.use_bias, dtype=self.dtype or self.param_dtype,  # noqa: E731
+                                   param_dtype=self.param_dtype)
+        h = nn.gelu(dense(self.hidden)(x))
+        if self.gated:
+            h = h * dense(self.hidden)(x)
+        return dense(x.shape[-1])(h)
+
+    def initial_state(self, batch_size: int) -> tuple[()]:
+        return ()
+
+    def step(self, state: tuple[()], x_t: Array) -> tuple[tuple[()], Array]:
+        return state, self(x_t)
 
 
 NORMS = {"layer": nn.LayerNorm, "rms": nn.RMSNorm}
@@ -122,8 +157,18 @@ class ResidualStack(nn.Module):
 SSM_PARAM_NAMES = frozenset({"log_dt", "Lambda_log_neg_re", "Lambda_im", "P", "B", "A_log"})
 
 
-def ssm_param_labels(params: Any) -> Any:
-    """The pytree of ``params`` with each leaf replaced by ``"ssm"`` (named in ``SSM_PARAM_NAMES``) or ``"default"``."""
-    flat = traverse_util.flatten_dict(params)
-    labels = {path: "ssm" if path[-1] in SSM_PARAM_NAMES else "default" for path in flat}
-    return traverse_util.unflatten_dict(labels)
+def named_param_labels(names: frozenset[str]) -> Callable[[Any], Any]:
+    """A ``param_labels`` hook: each leaf of ``params`` replaced by ``"ssm"`` (its name in ``names``) or ``"default"``.
+
+    >>> named_param_labels(frozenset({"nu_log"}))({"lru": {"nu_log": 0.0, "D": 1.0}})
+    {'lru': {'nu_log': 'ssm', 'D': 'default'}}
+    """
+
+    def labels(params: Any) -> Any:
+        flat = traverse_util.flatten_dict(params)
+        return traverse_util.unflatten_dict({path: "ssm" if path[-1] in names else "default" for path in flat})
+
+    return labels
+
+
+ssm_param_labels = named_param_labels(SSM_PARAM_NAMES)  # S4, S4D, Mamba, S5

@@ -26,6 +26,27 @@ def hippo_legs(n: int) -> tuple[np.ndarray, np.ndarray]:
     return a, q.copy()
 
 
+def hippo_n(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(Lambda [N/2], V [N, N/2])``: HiPPO-N ``S = A + p p^T = V diag(Lambda) V^*``, the half with ``Im > 0``.
+
+    ``S`` is ``-I/2`` plus a skew-symmetric matrix, so ``Re(Lambda) = -1/2`` and ``V`` is unitary
+    (the initialization of S5, Smith et al. 2023; ``N`` must be even).
+
+    >>> lam, v = hippo_n(4)
+    >>> np.allclose(lam.real, -0.5), v.shape
+    (True, (4, 2))
+    """
+    if n % 2:
+        raise ValueError(f"HiPPO-N needs an even state size (conjugate pairs), got {n}")
+    a, _ = hippo_legs(n)
+    p = np.sqrt(np.arange(n) + 0.5)
+    s = a + np.outer(p, p)
+    lam_re = np.mean(np.diag(s))  # = -1/2
+    lam_im, v = np.linalg.eigh(-1j * (s - lam_re * np.eye(n)))  # S - lam_re I = V diag(i lam_im) V^*
+    keep = np.argsort(lam_im)[n // 2 :]  # positive imaginary parts
+    return lam_re + 1j * lam_im[keep], v[:, keep]
+
+
 def dplr_legs(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(Lambda, P, B)`` of HiPPO-LegS in DPLR form, half of each conjugate pair (``N/2`` entries).
 
@@ -34,14 +55,9 @@ def dplr_legs(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """
     if n % 2:
         raise ValueError(f"S4 needs an even state size (conjugate pairs), got {n}")
-    a, b = hippo_legs(n)
-    p = np.sqrt(np.arange(n) + 0.5)
-    s = a + np.outer(p, p)
-    lam_re = np.mean(np.diag(s))  # = -1/2
-    lam_im, v = np.linalg.eigh(-1j * (s - lam_re * np.eye(n)))  # S - lam_re I = V diag(i lam_im) V^*
-    keep = np.argsort(lam_im)[n // 2 :]  # positive imaginary parts
-    v = v[:, keep]
-    return lam_re + 1j * lam_im[keep], v.conj().T @ p, v.conj().T @ b
+    _, b = hippo_legs(n)
+    lam, v = hippo_n(n)
+    return lam, v.conj().T @ np.sqrt(np.arange(n) + 0.5), v.conj().T @ b
 
 
 def s4d_init(n: int, kind: str) -> tuple[np.ndarray, np.ndarray]:

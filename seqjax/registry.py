@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Generic, TypeVar
 
-from seqjax.errors import UserError
+from seqjax.errors import check_choice
 
 T = TypeVar("T")
 
@@ -28,7 +28,5 @@ class Registry(Generic[T]):
         return sorted(self._entries)
 
     def get(self, name: str) -> T:
-        names = self.names()
-        if name not in self._entries:
-            raise UserError(f"unknown {self.kind} {name!r}: choose one of {', '.join(names)}")
+        check_choice(self.kind, name, self.names())
         return self._entries[name]

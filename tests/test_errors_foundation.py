@@ -68,7 +68,7 @@ def test_lengths_wrong_shape(lstm_and_params):
         (lambda: seqjax.rnn(4, activation="sigmoid"), "unknown activation 'sigmoid'"),
         (lambda: seqjax.gru(4, variant="minimal"), "unknown GRU variant 'minimal'"),
         (lambda: seqjax.make_cell("lstm", 4, recurrent="xavier"), "unknown recurrent initializer 'xavier'"),
-        (lambda: seqjax.make_cell("rnn", 4, spectral_norm=0.0), "spectral_norm must be positive"),
+        (lambda: seqjax.make_cell("rnn", 4, spectral_norm=0.0), r"spectral_norm=0.0 is out of range: must be positive \(> 0\)"),
         (lambda: seqjax.make_cell("lstm", 4, activation="relu"), "unknown option for cell 'lstm'.*activation"),
         (lambda: seqjax.make_cell("transformer", 4), "unknown cell 'transformer'"),
         (lambda: scan.merge_directions(jnp.ones(2), jnp.ones(2), "max"), "unknown merge mode 'max'"),

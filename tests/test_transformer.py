@@ -120,7 +120,7 @@ def test_registry_and_options():
     assert isinstance(build_backbone("transformer", encoder), Transformer)
     with pytest.raises(UserError, match="multiple of model.n_heads"):
         spec.options(d_model=10, n_heads=4)
-    with pytest.raises(UserError, match="choose one of sinusoidal, rotary"):
+    with pytest.raises(UserError, match="unknown positions 'learned': choose one of 'sinusoidal', 'rotary'"):
         spec.options(positions="learned")
 
 

@@ -15,6 +15,8 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 
+from seqjax.errors import check_positive
+
 
 class Timing(NamedTuple):
     """Median seconds per call: ``wall`` clock, and ``cpu`` time of this process (all its threads).
@@ -44,8 +46,7 @@ def time_interleaved(
     Every callable is first run ``warmup`` times (compilation, caches), then
     ``repeats`` rounds each time every callable once.
     """
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    check_positive("repeats", repeats, integer=True)
     names = list(fns)
     for name in names:
         for _ in range(warmup):

@@ -9,6 +9,7 @@ from seqjax.cells.base import Cell, readout, readout_init
 from seqjax.cells.gru import GRU_VARIANTS, gru
 from seqjax.cells.lstm import LSTMCarry, lstm
 from seqjax.cells.rnn import ACTIVATIONS, rnn
+from seqjax.errors import check_choice
 
 __all__ = ["ACTIVATIONS", "CELLS", "Cell", "GRU_VARIANTS", "LSTMCarry", "gru", "lstm", "make_cell",
            "readout", "readout_init", "rnn", "scan"]
@@ -18,9 +19,7 @@ CELLS: dict[str, Callable[..., Cell]] = {"rnn": rnn, "lstm": lstm, "gru": gru}
 
 def make_cell(name: str, hidden_size: int, **options: Any) -> Cell:
     """Build a cell by name (``"rnn"``, ``"lstm"``, ``"gru"``) with its options."""
-    from seqjax.cells.base import _check_choice
-
-    _check_choice("cell", name, tuple(CELLS))
+    check_choice("cell", name, CELLS)
     try:
         return CELLS[name](hidden_size, **options)
     except TypeError as e:  # an unknown keyword option

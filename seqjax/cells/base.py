@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from seqjax.cells.fused_bptt import FusedBPTT
+from seqjax.errors import check_choice, check_positive
 from seqjax.ops.initializers import RECURRENT_INITS, input_init, recurrent_init
 from seqjax.typing import Array, Carry, Params
 
@@ -86,11 +87,6 @@ def _zeros_carry(hidden_size, dtype):
     return initial_carry
 
 
-def _check_choice(option: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"unknown {option} {value!r}: choose one of {', '.join(map(repr, allowed))}")
-
-
 def gate_weights(
     hidden_size: int, gates: int, *, recurrent: str, spectral_norm: float | None, param_dtype: Any
 ) -> Callable[[Array, int], Params]:
@@ -98,9 +94,8 @@ def gate_weights(
 
     Bad ``W_h`` options are rejected here, when the cell is built, not later at ``init``.
     """
-    _check_choice("recurrent initializer", recurrent, RECURRENT_INITS)
-    if spectral_norm is not None and not spectral_norm > 0:
-        raise ValueError(f"spectral_norm must be positive (it is sigma_max of each W_h block), got {spectral_norm}")
+    check_choice("recurrent initializer", recurrent, RECURRENT_INITS)
+    check_positive("spectral_norm", spectral_norm)  # sigma_max of each W_h block
 
     def init(key: Array, input_size: int) -> Params:
         k_x, k_h = jax.random.split(key)

@@ -10,7 +10,6 @@ import jax.numpy as jnp
 from seqjax.cells.base import (
     Cell,
     _affine_input,
-    _check_choice,
     _compose_step,
     _input_size,
     _zeros_carry,
@@ -18,6 +17,7 @@ from seqjax.cells.base import (
     hidden_carry_bptt,
 )
 from seqjax.cells.fused_bptt import FusedBPTT
+from seqjax.errors import check_choice
 from seqjax.typing import Array, Params
 
 GRU_VARIANTS = ("reset_after", "cho")
@@ -95,7 +95,7 @@ def gru(
 
     Both variants have the same parameter shapes but ``b_hn`` (reset-after only).
     """
-    _check_choice("GRU variant", variant, GRU_VARIANTS)
+    check_choice("GRU variant", variant, GRU_VARIANTS)
     weights = gate_weights(hidden_size, 3, recurrent=recurrent, spectral_norm=spectral_norm, param_dtype=param_dtype)
     H = hidden_size
 

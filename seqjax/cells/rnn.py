@@ -10,7 +10,6 @@ import jax.numpy as jnp
 from seqjax.cells.base import (
     Cell,
     _affine_input,
-    _check_choice,
     _gated,
     _input_size,
     _zeros_carry,
@@ -19,6 +18,7 @@ from seqjax.cells.base import (
     preactivation,
 )
 from seqjax.cells.fused_bptt import FusedBPTT
+from seqjax.errors import check_choice
 from seqjax.typing import Array
 
 ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}  # the Elman RNN's choices of φ
@@ -63,7 +63,7 @@ def rnn(
         equals this number (for vanishing/exploding-gradient studies).
       dtype: computation dtype.  param_dtype: parameter storage dtype.
     """
-    _check_choice("activation", activation, tuple(ACTIVATIONS))
+    check_choice("activation", activation, ACTIVATIONS)
     init = gate_weights(hidden_size, 1, recurrent=recurrent, spectral_norm=spectral_norm, param_dtype=param_dtype)
     act = ACTIVATIONS[activation]
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from seqjax.cells.base import Cell
 from seqjax.cells.fused_bptt import run_fused
+from seqjax.errors import check_choice
 from seqjax.ops.masking import hold_where, zero_where_padded
 from seqjax.typing import Array, Carry, Params
 
@@ -118,8 +119,7 @@ def run(
       ``(final_carry, ys)`` with ``ys`` ``[batch, time, hidden]``, or
       ``(final_carry, ys, carries)`` when ``return_carries``.
     """
-    if bptt not in BPTT_MODES:
-        raise ValueError(f"unknown bptt {bptt!r}: choose one of {', '.join(map(repr, BPTT_MODES))}")
+    check_choice("bptt", bptt, BPTT_MODES)
     lengths = None if lengths is None else jnp.asarray(lengths)
     check_inputs(cell, params, xs, lengths)
     batch, time = xs.shape[:2]
@@ -152,11 +152,9 @@ def run(
 
 
 def check_merge(merge: str | Callable[[Array, Array], Array]) -> None:
-    """Raise a one-line ``ValueError`` for an unknown merge mode."""
-    if not callable(merge) and merge not in MERGE_MODES:
-        raise ValueError(
-            f"unknown merge mode {merge!r}: choose one of {', '.join(map(repr, MERGE_MODES))} or pass a callable"
-        )
+    """Raise a one-line ``UserError`` for an unknown merge mode (a callable merges itself)."""
+    if not callable(merge):
+        check_choice("merge mode", merge, MERGE_MODES)
 
 
 def merge_directions(

@@ -2,8 +2,9 @@
 
 Each subcommand lives in its own module exposing ``register(subparsers)``, which
 adds its parser and sets ``func(args) -> int``; list the module in ``COMMANDS``.
-A :class:`~seqjax.errors.UserError` (or ``ValueError`` / ``FileNotFoundError``
-raised before any work starts) becomes one line on stderr and exit code 2.
+A :class:`~seqjax.errors.UserError` (or ``FileNotFoundError``) raised before any
+work starts, and a bad command line (:class:`OneLineParser`), become one line on
+stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import typing
 
 from seqjax import __version__
 from seqjax.errors import UserError
@@ -19,8 +21,16 @@ from seqjax.experiment.runtime import keep_freed_memory
 COMMANDS: list[str] = [f"seqjax.cli.{name}" for name in ("train", "eval", "sweep", "report", "bench")]  # modules with register(subparsers)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``error: seqjax bench: argument model: invalid choice ...`` and exit 2
+    (argparse's own prints the usage block first).  Subcommand parsers inherit the class."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"error: {self.prog}: {message.splitlines()[0]} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="seqjax",
         description="seqjax: train and study sequence models (RNN, LSTM, GRU, TCN, S4, Mamba, Transformer) "
         "from config files.",

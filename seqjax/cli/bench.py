@@ -9,7 +9,7 @@ import os
 
 import jax
 
-from seqjax.errors import UserError
+from seqjax.errors import UserError, check_positive
 from seqjax.experiment import runtime
 
 
@@ -55,8 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from seqjax.benchmarks import peers, suite
 
     repeats = args.repeats or (2 if args.quick else 5)
-    if repeats < 1:
-        raise UserError(f"--repeats must be at least 1, got {repeats}")
+    check_positive("--repeats", repeats, integer=True)
     models = suite.MODELS if args.model == "all" else (args.model,)
     use_torch = not args.no_torch and peers.torch_available()
     device = _device(args.device)

@@ -17,8 +17,10 @@ def _train(args: argparse.Namespace) -> int:
         Diverged,
         Trainer,
     )
+    from seqjax.experiment.memory import check_fits
 
     cfg = load_config(args.config, args.overrides)
+    check_fits(cfg)  # before anything large is allocated
     try:
         summary = Trainer(cfg).run()
     except Diverged as e:

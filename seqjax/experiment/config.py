@@ -26,23 +26,40 @@ swaps the part file itself, like a Hydra group override.  Schemas:
   workload: ``name``, ``embed_dim`` plus the backbone's options dataclass from
   :func:`seqjax.models.registry.get_backbone`).
 
-Every problem (missing file, unknown key -- with the closest allowed key --, wrong type, unknown name,
-a value outside its choices) raises :class:`~seqjax.errors.UserError` with one line naming the key,
-the file and the allowed values.  The resolved config (``defaults`` expanded) is what a run directory
+Every field of every section is checked when the config loads, against its type (an ``int`` is a
+whole number and not a bool, a ``float`` finite, a ``bool`` written ``true``/``false``, a path a
+string) and the range or choices its dataclass declares beside it (:func:`seqjax.errors.checked`).
+Every problem (missing file, bad YAML or override, unknown key -- with the closest allowed key --,
+wrong type, unknown name, a value outside its range or choices, an unresolvable ``${...}``) raises
+:class:`~seqjax.errors.UserError` with one line naming the layer (file or ``command line``), the key,
+the value and what is allowed, e.g. ``command line: optim.b1=1.5 is out of range: must be in [0, 1)``.  The resolved config (``defaults`` expanded) is what a run directory
 stores as ``config.yaml``; loading a run directory loads that file.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
+import typing
 from pathlib import Path
 from typing import Any, Optional
 
+import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+from omegaconf.nodes import BooleanNode
 
-from seqjax.errors import UserError
+from seqjax.errors import (
+    COUNT,
+    NON_NEGATIVE,
+    POSITIVE,
+    UNIT,
+    Range,
+    UserError,
+    check_choice,
+    checked,
+    did_you_mean,
+    field_problem,
+)
 from seqjax.experiment.schema import with_name
 
 PART_DIRS = {"model": "models", "task": "tasks", "optim": "optim"}
@@ -50,43 +67,47 @@ PART_DIRS = {"model": "models", "task": "tasks", "optim": "optim"}
 
 RUN_CONFIG = "config.yaml"
 
+MOMENT = Range(0, 1, hi_open=True)  # Adam's b1/b2, momentum, RMSprop's decay
+INT32 = Range(1, 2**31 - 1, integer=True)  # step counts, batch and set sizes are int32 on the device
+SEED = Range(0, 2**32 - 1, integer=True)  # jax.random.key takes a uint32
+
 
 @dataclasses.dataclass
 class OptimConfig:
     """``optax.chain(clip_by_global_norm(clip_norm), <name>(schedule))``; see :mod:`seqjax.experiment.optim`."""
 
-    name: str = "adam"  # adam | adamw | rmsprop | sgd
-    lr: float = 1e-3
-    schedule: str = "constant"  # constant | warmup_cosine
-    warmup_steps: int = 0
-    final_lr_fraction: float = 0.0  # warmup_cosine ends at lr * final_lr_fraction
-    clip_norm: Optional[float] = 1.0  # theta of clip_by_global_norm; null: no clipping
-    weight_decay: float = 0.0  # adamw only
-    b1: float = 0.9
-    b2: float = 0.999
-    eps: float = 1e-8
-    momentum: float = 0.9  # sgd (heavy ball); rmsprop momentum
+    name: str = checked("adam", choices=("adam", "adamw", "rmsprop", "sgd"))
+    lr: float = checked(1e-3, POSITIVE)
+    schedule: str = checked("constant", choices=("constant", "warmup_cosine"))
+    warmup_steps: int = checked(0, NON_NEGATIVE)
+    final_lr_fraction: float = checked(0.0, UNIT)  # warmup_cosine ends at lr * final_lr_fraction
+    clip_norm: Optional[float] = checked(1.0, POSITIVE)  # theta of clip_by_global_norm; null: no clipping
+    weight_decay: float = checked(0.0, NON_NEGATIVE)  # adamw only
+    b1: float = checked(0.9, MOMENT)
+    b2: float = checked(0.999, MOMENT)
+    eps: float = checked(1e-8, POSITIVE)
+    momentum: float = checked(0.9, MOMENT)  # sgd (heavy ball); rmsprop momentum
     nesterov: bool = False  # sgd
-    decay: float = 0.9  # rmsprop
-    ssm_lr: Optional[float] = None  # set: SSM parameters get this lr and no weight decay
+    decay: float = checked(0.9, MOMENT)  # rmsprop
+    ssm_lr: Optional[float] = checked(None, POSITIVE)  # set: SSM parameters get this lr and no weight decay
 
 
 @dataclasses.dataclass
 class TrainConfig:
-    steps: int = 1000
-    batch_size: int = 32
-    log_every: int = 10
-    eval_every: int = 100
-    eval_examples: int = 512
-    test_examples: int = 1024
-    eval_batch_size: int = 256
-    checkpoint_every: int = 500  # a multiple of eval_every: each checkpoint carries its validation metrics
-    keep_latest: int = 2  # newest checkpoints kept (more than 1 leaves a fallback if the latest is damaged)
-    keep_best: int = 1  # plus the best keep_best by best_metric
-    best_metric: str = "loss"
-    best_mode: str = "min"  # min | max
+    steps: int = checked(1000, INT32)
+    batch_size: int = checked(32, INT32)
+    log_every: int = checked(10, INT32)
+    eval_every: int = checked(100, INT32)
+    eval_examples: int = checked(512, INT32)
+    test_examples: int = checked(1024, INT32)
+    eval_batch_size: int = checked(256, INT32)
+    checkpoint_every: int = checked(500, INT32)  # a multiple of eval_every: each checkpoint carries its val metrics
+    keep_latest: int = checked(2, COUNT)  # newest checkpoints kept (more than 1 leaves a fallback if one is damaged)
+    keep_best: int = checked(1, COUNT)  # plus the best keep_best by best_metric
+    best_metric: str = "loss"  # one of the workload's metrics (checked by the trainer, which knows them)
+    best_mode: str = checked("min", choices=("min", "max"))
     async_checkpoint: bool = True
-    on_nan: str = "stop"  # stop | skip
+    on_nan: str = checked("stop", choices=("stop", "skip"))
     progress: bool = True
 
 
@@ -94,25 +115,13 @@ class TrainConfig:
 class ExperimentConfig:
     name: str = "experiment"
     workload: str = "supervised"
-    seed: int = 0  # parameter init and dropout
-    data_seed: int = 0  # training stream and the fixed val / test sets
+    seed: int = checked(0, SEED)  # parameter init and dropout
+    data_seed: int = checked(0, SEED)  # training stream and the fixed val / test sets
     run_dir: Optional[str] = None  # default: runs/<name>
     model: Any = None
     task: Any = None
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
-
-
-CHOICES = {
-    "optim.name": ("adam", "adamw", "rmsprop", "sgd"),
-    "optim.schedule": ("constant", "warmup_cosine"),
-    "train.best_mode": ("min", "max"),
-    "train.on_nan": ("stop", "skip"),
-}
-
-
-POSITIVE = ("train.steps", "train.batch_size", "train.log_every", "train.eval_every", "train.eval_examples",
-            "train.test_examples", "train.eval_batch_size", "train.checkpoint_every", "train.keep_latest", "train.keep_best")
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> DictConfig:
@@ -134,16 +143,18 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> DictConfig:
     if overrides:
         layers.append(("command line", _parse_overrides(overrides)))
     workload = _workload(layers)
-    schema = OmegaConf.structured(ExperimentConfig(
-        model=_named(layers, "model", workload.model_schema)(), task=_task_schema(layers)()))
+    sections = {"": ExperimentConfig, "optim": OptimConfig, "train": TrainConfig,
+                "model": _named(layers, "model", workload.model_schema), "task": _task_schema(layers)}
+    schema = OmegaConf.structured(ExperimentConfig(model=sections["model"](), task=sections["task"]()))
     names = {section: _last_set(layers, section, "name") for section in ("model", "task")}
     for source, layer in layers:
-        _check_keys(layer, schema, source, "", names)
+        _check_layer(layer, schema, source, "", names)
         try:
             schema = OmegaConf.merge(schema, layer)
         except OmegaConfBaseException as e:
             raise UserError(f"{source}: {omegaconf_message(e)}") from None
-    _check_values(schema, layers)
+    _resolve(schema, layers)
+    _check_values(schema, layers, sections)
     if workload.validate is not None:
         workload.validate(schema)
     if schema.run_dir is None:
@@ -182,7 +193,7 @@ def _expand_defaults(path: Path, swaps: dict[str, str]) -> list[tuple[str, DictC
     layers = []
     for part, name in defaults.items():
         if part not in PART_DIRS:
-            raise UserError(f"{path}: unknown key 'defaults.{part}'{_did_you_mean(part, PART_DIRS)}; "
+            raise UserError(f"{path}: unknown key 'defaults.{part}'{did_you_mean(part, PART_DIRS)}; "
                             f"allowed: {', '.join(PART_DIRS)}")
         part_path = _part_path(path, part, str(name))
         layers.append((str(part_path), OmegaConf.create({part: _read(part_path)})))
@@ -195,9 +206,8 @@ def _part_path(exp_path: Path, part: str, name: str) -> Path:
     folder = exp_path.resolve().parent.parent / PART_DIRS[part]
     candidate = folder / f"{name}.yaml"
     if not candidate.exists():
-        known = sorted(p.stem for p in folder.glob("*.yaml"))
-        raise UserError(f"{exp_path}: defaults.{part}={name!r}: {candidate} not found"
-                        f"{_did_you_mean(name, known)}; choose one of {', '.join(known) or '(none)'}")
+        check_choice(f"defaults.{part}", name, sorted(p.stem for p in folder.glob("*.yaml")),
+                     where=f"{exp_path}: {candidate} not found")
     return candidate
 
 
@@ -205,10 +215,14 @@ def _parse_overrides(overrides: list[str]) -> DictConfig:
     bad = [o for o in overrides if "=" not in o or o.startswith("=")]
     if bad:
         raise UserError(f"command line: override {bad[0]!r} is not KEY=VALUE, e.g. model.hidden_size=256")
-    try:
-        return OmegaConf.from_dotlist(list(overrides))
-    except OmegaConfBaseException as e:
-        raise UserError(f"command line: cannot parse overrides: {str(e).splitlines()[0]}") from None
+    cfg = OmegaConf.create()
+    for override in overrides:
+        try:
+            cfg.merge_with_dotlist([override])
+        except (OmegaConfBaseException, yaml.YAMLError) as e:
+            raise UserError(f"command line: cannot parse override {override!r} ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0]}); e.g. model.hidden_sizes=[8,16]") from None
+    return cfg
 
 
 def _last_set(layers: list[tuple[str, DictConfig]], section: str, key: str, default: Any = None) -> tuple[Any, str]:
@@ -216,8 +230,9 @@ def _last_set(layers: list[tuple[str, DictConfig]], section: str, key: str, defa
     found = (default, [src for src, _ in layers if src != "command line"][-1])
     for source, layer in layers:
         node = layer.get(section) if section else layer
-        if isinstance(node, DictConfig) and node.get(key) is not None:
-            found = (node.get(key), source)
+        child = node._get_node(key) if isinstance(node, DictConfig) else None  # unresolved: ${...} may be broken
+        if child is not None and child._value() is not None:
+            found = (child._value(), source)
     return found
 
 
@@ -229,8 +244,7 @@ def _named(layers, section: str, lookup) -> type:
     try:
         return lookup(str(name))
     except UserError as e:
-        known = str(e).rpartition("choose one of ")[2].split(", ")
-        raise UserError(f"{source}: {section}.name: {e}{_did_you_mean(str(name), known)}") from None
+        raise UserError(f"{source}: {section}.name: {e}") from None
 
 
 def _workload(layers) -> Any:
@@ -249,8 +263,9 @@ def _task_schema(layers) -> type:
     return _named(layers, "task", lambda name: with_name(get_task(name).options, name))
 
 
-def _check_keys(layer: Any, schema: Any, source: str, prefix: str, names: dict) -> None:
-    """Unknown keys (recursively), with the closest allowed key."""
+def _check_layer(layer: Any, schema: Any, source: str, prefix: str, names: dict) -> None:
+    """Unknown keys (recursively), with the closest allowed key; a boolean key must get ``true``/``false``
+    (OmegaConf would read ``2`` or ``"yes"`` as true)."""
     if not isinstance(layer, DictConfig) or not isinstance(schema, DictConfig):
         return
     allowed = list(schema.keys())
@@ -265,29 +280,40 @@ def _check_keys(layer: Any, schema: Any, source: str, prefix: str, names: dict) 
                 hint = "" if name_source == source else (
                     f" for {prefix[:-1]} {name!r} (named in {name_source}; to switch family, swap the part file"
                     f" with {prefix[:-1]}={name} and drop keys of the old one)")
-            raise UserError(f"{source}: unknown key '{prefix}{key}'{_did_you_mean(str(key), allowed)}{hint}; "
+            raise UserError(f"{source}: unknown key '{prefix}{key}'{did_you_mean(key, allowed)}{hint}; "
                             f"allowed keys in {where}: {', '.join(sorted(map(str, allowed)))}")
-        child = layer._get_node(key)
-        if isinstance(child, DictConfig) and not isinstance(child, ListConfig):
-            _check_keys(child, schema._get_node(key), source, f"{prefix}{key}.", names)
+        child, target = layer._get_node(key), schema._get_node(key)
+        if isinstance(child, DictConfig):
+            _check_layer(child, target, source, f"{prefix}{key}.", names)
+        elif isinstance(target, BooleanNode) and not OmegaConf.is_interpolation(layer, key) \
+                and child._value() is not None and not isinstance(child._value(), bool):
+            raise UserError(f"{source}: {prefix}{key}={child._value()!r} is not a boolean: write true or false")
 
 
-def _did_you_mean(key: str, allowed) -> str:
-    close = difflib.get_close_matches(key, [str(a) for a in allowed], n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+def _resolve(cfg: DictConfig, layers) -> None:
+    """Resolve every ``${...}`` interpolation now, so that a broken one is a one-line error naming its key."""
+    try:
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as e:
+        section, _, key = (getattr(e, "full_key", "") or "").rpartition(".")
+        _, source = _last_set(layers, section, key)
+        raise UserError(f"{source}: {omegaconf_message(e)}") from None
 
 
-def _check_values(cfg: DictConfig, layers) -> None:
-    for key, allowed in CHOICES.items():
-        value = OmegaConf.select(cfg, key)
-        if value not in allowed:
-            _, source = _last_set(layers, *key.split("."))
-            raise UserError(f"{source}: {key}={value!r} is not allowed; choose one of {', '.join(allowed)}")
-    for key in POSITIVE:
-        value = OmegaConf.select(cfg, key)
-        if value <= 0:
-            _, source = _last_set(layers, *key.split("."))
-            raise UserError(f"{source}: {key}={value} must be a positive integer")
+def _check_values(cfg: DictConfig, layers, sections: dict[str, type]) -> None:
+    """Every field of every section against its type and declared range or choices, naming its layer."""
+    for section, schema in sections.items():
+        node = cfg[section] if section else cfg
+        hints = typing.get_type_hints(schema)
+        for field in dataclasses.fields(schema):
+            if field.name in sections:  # a section of its own
+                continue
+            value = node[field.name]
+            value = OmegaConf.to_container(value) if isinstance(value, ListConfig) else value
+            problem = field_problem(f"{section}.{field.name}".lstrip("."), field, hints[field.name], value)
+            if problem:
+                _, source = _last_set(layers, section, field.name)
+                raise UserError(f"{source}: {problem}")
     t = cfg.train
     if t.checkpoint_every % t.eval_every:
         raise UserError(f"train.checkpoint_every={t.checkpoint_every} must be a multiple of "

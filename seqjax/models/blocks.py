@@ -20,6 +20,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 from flax import traverse_util
 
+from seqjax.errors import check_choice
 from seqjax.ops.conv import causal_conv, causal_conv_step
 from seqjax.typing import Array
 
@@ -108,8 +109,7 @@ NORMS = {"layer": nn.LayerNorm, "rms": nn.RMSNorm}
 
 def make_norm(kind: str, **dtypes: Any) -> nn.Module:
     """``NORMS[kind](**dtypes)`` (``dtype``/``param_dtype``; Flax norms take their statistics in >= float32)."""
-    if kind not in NORMS:
-        raise ValueError(f"unknown norm {kind!r}: choose one of {', '.join(NORMS)}")
+    check_choice("norm", kind, NORMS)
     return NORMS[kind](**dtypes)
 
 

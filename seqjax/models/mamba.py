@@ -28,8 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from seqjax.errors import COUNT, DROPOUT, POSITIVE, check_fields, check_range, checked
 from seqjax.models.blocks import NORMS, CausalConv, ResidualStack, ssm_param_labels
-from seqjax.models.checks import check_at_least, check_choice
 from seqjax.models.precision import check_precision, dtypes
 from seqjax.models.registry import register_backbone
 from seqjax.ops.linear_scan import METHODS
@@ -132,27 +132,25 @@ class MambaBlock(nn.Module):
 class MambaOptions:
     """``n_layers`` Mamba blocks of width ``d_model``; ``chunk_size`` bounds the selective scan's memory."""
 
-    d_model: int = 64
-    n_layers: int = 2
-    d_state: int = 16
-    d_conv: int = 4
-    expand: int = 2
-    dt_rank: Optional[int] = None  # ceil(d_model / 16) when unset
-    dt_min: float = 1e-3
-    dt_max: float = 1e-1
-    norm: str = "rms"  # "rms" or "layer"
-    dropout: float = 0.0
-    chunk_size: Optional[int] = 16  # None: one chunk (holds [batch, L, d_inner, d_state])
-    scan_method: str = "auto"  # linear_scan method inside a chunk
+    d_model: int = checked(64, COUNT)
+    n_layers: int = checked(2, COUNT)
+    d_state: int = checked(16, COUNT)
+    d_conv: int = checked(4, COUNT)
+    expand: int = checked(2, COUNT)
+    dt_rank: Optional[int] = checked(None, COUNT)  # ceil(d_model / 16) when unset
+    dt_min: float = checked(1e-3, POSITIVE)
+    dt_max: float = checked(1e-1, POSITIVE)
+    norm: str = checked("rms", choices=NORMS)  # "rms" or "layer"
+    dropout: float = checked(0.0, DROPOUT)
+    chunk_size: Optional[int] = checked(16, COUNT)  # None: one chunk (holds [batch, L, d_inner, d_state])
+    scan_method: str = checked("auto", choices=METHODS)  # linear_scan method inside a chunk
     dtype: Optional[str] = None  # compute dtype (seqjax.models.precision); unset: param_dtype
     param_dtype: str = "float32"
 
     def __post_init__(self) -> None:
+        check_fields(self, "mamba")
+        check_range("dt_max", self.dt_max, self.dt_min, where="mamba")
         check_precision("mamba", self)
-        for key in ("d_model", "n_layers", "d_state", "d_conv", "expand", "dt_rank", "chunk_size"):
-            check_at_least("mamba", key, getattr(self, key), 1)
-        check_choice("mamba", "norm", self.norm, NORMS)
-        check_choice("mamba", "scan_method", self.scan_method, METHODS)
 
 
 @register_backbone("mamba", MambaOptions, param_labels=ssm_param_labels)

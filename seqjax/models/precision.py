@@ -22,7 +22,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from seqjax.errors import UserError
+from seqjax.errors import UserError, check_choice
 
 DTYPES = ("float32", "bfloat16", "float16", "float64")
 
@@ -31,8 +31,7 @@ def check_precision(model: str, opts: Any) -> None:
     """One-line ``UserError`` for an unknown dtype, or float64 without 64-bit JAX."""
     for key, allowed in (("dtype", (None, *DTYPES)), ("param_dtype", DTYPES)):
         value = getattr(opts, key)
-        if value not in allowed:
-            raise UserError(f"{model}: unknown {key} {value!r}: choose one of {', '.join(map(repr, DTYPES))}")
+        check_choice(key, value, allowed, where=model)
         if value == "float64" and not jax.config.jax_enable_x64:
             raise UserError(f"{model}: {key}=float64 needs 64-bit JAX: set JAX_ENABLE_X64=1 (or use float32)")
 

@@ -25,8 +25,7 @@ from seqjax.cells import ACTIVATIONS, make_cell, scan
 from seqjax.cells.base import Cell
 from seqjax.cells.gru import GRU_VARIANTS
 from seqjax.cells.scan import BPTT_MODES, MERGE_MODES
-from seqjax.errors import StreamingError, UserError
-from seqjax.models.checks import check_at_least, check_choice
+from seqjax.errors import COUNT, DROPOUT, POSITIVE, StreamingError, check_fields, checked
 from seqjax.models.precision import check_precision, compute_dtype, param_dtype
 from seqjax.models.registry import register_backbone
 from seqjax.ops.initializers import RECURRENT_INITS
@@ -207,38 +206,27 @@ class RecurrentOptions:
     layers of ``hidden_size`` are used.
     """
 
-    hidden_size: int = 128
-    num_layers: int = 1
-    hidden_sizes: Optional[list[int]] = None
+    hidden_size: int = checked(128, COUNT)
+    num_layers: int = checked(1, COUNT)
+    hidden_sizes: Optional[list[int]] = checked(None, COUNT)
     bidirectional: bool = False
-    merge: str = "concat"
-    dropout: float = 0.0
+    merge: str = checked("concat", choices=MERGE_MODES)
+    dropout: float = checked(0.0, DROPOUT)
     learned_init: bool = False
-    unroll: int = 1
+    unroll: int = checked(1, COUNT)
     remat: bool = False
-    bptt: str = "fused"  # or "autodiff" (JAX's transpose of the scan; supports jax.jvp)
-    activation: str = "tanh"  # rnn only
+    bptt: str = checked("fused", choices=BPTT_MODES)  # or "autodiff" (JAX's transpose of the scan; supports jax.jvp)
+    activation: str = checked("tanh", choices=ACTIVATIONS)  # rnn only
     forget_bias: float = 1.0  # lstm only
-    variant: str = "reset_after"  # gru only: "reset_after" or "cho"
-    recurrent_init: str = "orthogonal"
-    spectral_norm: Optional[float] = None
+    variant: str = checked("reset_after", choices=GRU_VARIANTS)  # gru only: "reset_after" or "cho"
+    recurrent_init: str = checked("orthogonal", choices=RECURRENT_INITS)
+    spectral_norm: Optional[float] = checked(None, POSITIVE)  # sigma_max of each W_h block
     dtype: Optional[str] = None  # compute dtype (seqjax.models.precision); unset: param_dtype
     param_dtype: str = "float32"
 
     def __post_init__(self) -> None:
-        name = "recurrent model"
-        for key in ("hidden_size", "num_layers", "unroll"):
-            check_at_least(name, key, getattr(self, key), 1)
-        check_precision(name, self)
-        if self.hidden_sizes is not None and (not self.hidden_sizes or min(self.hidden_sizes) < 1):
-            raise UserError(f"{name}: hidden_sizes={self.hidden_sizes} must be a non-empty list of positive widths")
-        for key, allowed in [("merge", MERGE_MODES), ("bptt", BPTT_MODES), ("activation", ACTIVATIONS),
-                             ("variant", GRU_VARIANTS), ("recurrent_init", RECURRENT_INITS)]:
-            check_choice(name, key, getattr(self, key), allowed)
-        if not 0.0 <= self.dropout < 1.0:
-            raise UserError(f"{name}: dropout={self.dropout} must be in [0, 1)")
-        if self.spectral_norm is not None and not self.spectral_norm > 0:
-            raise UserError(f"{name}: spectral_norm={self.spectral_norm} must be positive (sigma_max of W_h)")
+        check_fields(self, "recurrent model")
+        check_precision("recurrent model", self)
 
 
 _CELL_ONLY = {"rnn": ("activation",), "lstm": ("forget_bias",), "gru": ("variant",)}

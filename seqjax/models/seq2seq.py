@@ -39,7 +39,7 @@ import optax
 from seqjax.cells import make_cell, scan
 from seqjax.cells.base import Cell, readout, readout_init
 from seqjax.cells.lstm import LSTMCarry
-from seqjax.errors import UserError
+from seqjax.errors import COUNT, UNIT, UserError, check_fields, checked
 from seqjax.models.precision import check_precision, compute_dtype, param_dtype
 from seqjax.models.recurrent import RecurrentOptions
 from seqjax.models.registry import build_backbone
@@ -62,17 +62,17 @@ RECURRENT_CELLS = ("rnn", "lstm", "gru")
 class Seq2SeqOptions:
     """Config keys of the ``seq2seq`` model (``configs/models/seq2seq*.yaml``)."""
 
-    embed_size: int = 32
-    encoder_cell: str = "lstm"
-    encoder_hidden_size: int = 64
-    encoder_layers: int = 1
+    embed_size: int = checked(32, COUNT)
+    encoder_cell: str = checked("lstm", choices=RECURRENT_CELLS)
+    encoder_hidden_size: int = checked(64, COUNT)
+    encoder_layers: int = checked(1, COUNT)
     encoder_bidirectional: bool = False
-    decoder_cell: str = "lstm"
-    decoder_hidden_size: int = 64
+    decoder_cell: str = checked("lstm", choices=RECURRENT_CELLS)
+    decoder_hidden_size: int = checked(64, COUNT)
     decoder_bidirectional: bool = False
-    attention: str = "none"  # none | bahdanau | luong
-    attention_size: int = 64  # bahdanau only
-    scheduled_sampling: float = 0.0
+    attention: str = checked("none", choices=ATTENTION_KINDS)  # none | bahdanau | luong
+    attention_size: int = checked(64, COUNT)  # bahdanau only
+    scheduled_sampling: float = checked(0.0, UNIT)  # the probability of feeding the model's own prediction
     dtype: Optional[str] = None  # compute dtype (seqjax.models.precision); unset: param_dtype
     param_dtype: str = "float32"
 
@@ -87,13 +87,7 @@ def check_options(o: Seq2SeqOptions) -> None:
             "model.decoder_bidirectional=true is impossible: a decoder generates left to right and cannot "
             "read future tokens; set decoder_bidirectional=false (use encoder_bidirectional=true instead)"
         )
-    for key in ("encoder_cell", "decoder_cell"):
-        if getattr(o, key) not in RECURRENT_CELLS:
-            raise UserError(f"model.{key}={getattr(o, key)!r} is unknown: choose one of {', '.join(RECURRENT_CELLS)}")
-    if o.attention not in ATTENTION_KINDS:
-        raise UserError(f"model.attention={o.attention!r} is unknown: choose one of {', '.join(ATTENTION_KINDS)}")
-    if not 0.0 <= o.scheduled_sampling <= 1.0:
-        raise UserError(f"model.scheduled_sampling={o.scheduled_sampling} must lie in [0, 1]")
+    check_fields(o, "seq2seq")
     check_precision("seq2seq", o)
 
 

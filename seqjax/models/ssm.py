@@ -29,9 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqjax.errors import UserError
+from seqjax.errors import COUNT, DROPOUT, POSITIVE, Range, UserError, check_fields, check_range, checked
 from seqjax.models.blocks import NORMS, ResidualStack, ssm_param_labels
-from seqjax.models.checks import check_at_least, check_choice
 from seqjax.models.precision import check_precision, dtypes
 from seqjax.models.registry import register_backbone
 from seqjax.ops.hippo import S4D_INITS, dplr_legs, s4d_init
@@ -202,42 +201,31 @@ class SSMBlock(nn.Module):
 class SSMOptions:
     """Shared options: ``n_layers`` blocks of width ``d_model``, state size ``N`` (``state_size``)."""
 
-    d_model: int = 64
-    n_layers: int = 4
-    state_size: int = 64
-    dropout: float = 0.0
-    norm: str = "layer"  # "layer" or "rms"
-    dt_min: float = 1e-3
-    dt_max: float = 1e-1
+    d_model: int = checked(64, COUNT)
+    n_layers: int = checked(4, COUNT)
+    state_size: int = checked(64, Range(2, even=True))  # conjugate pairs
+    dropout: float = checked(0.0, DROPOUT)
+    norm: str = checked("layer", choices=NORMS)  # "layer" or "rms"
+    dt_min: float = checked(1e-3, POSITIVE)
+    dt_max: float = checked(1e-1, POSITIVE)
     dtype: Optional[str] = None  # compute dtype (seqjax.models.precision); unset: param_dtype
     param_dtype: str = "float32"
 
     def __post_init__(self) -> None:
-        check_at_least("ssm", "d_model", self.d_model, 1)
-        check_at_least("ssm", "n_layers", self.n_layers, 1)
-        check_at_least("ssm", "state_size", self.state_size, 2, even=True)  # conjugate pairs
-        check_choice("ssm", "norm", self.norm, NORMS)
+        check_fields(self, "ssm")
+        check_range("dt_max", self.dt_max, self.dt_min, where="ssm")
         check_precision("ssm", self)
 
 
 @dataclasses.dataclass
 class S4Options(SSMOptions):
-    l_max: Optional[int] = None  # kernel length (needed for step mode); the input length when unset
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_at_least("s4", "l_max", self.l_max, 1)
+    l_max: Optional[int] = checked(None, COUNT)  # kernel length (needed for step mode); the input length when unset
 
 
 @dataclasses.dataclass
 class S4DOptions(SSMOptions):
-    a_init: str = "legs"  # "legs", "lin" or "inv"
-    disc: str = "zoh"  # "zoh" or "bilinear"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_choice("s4d", "a_init", self.a_init, S4D_INITS)
-        check_choice("s4d", "disc", self.disc, DISCRETIZATIONS)
+    a_init: str = checked("legs", choices=S4D_INITS)  # "legs", "lin" or "inv"
+    disc: str = checked("zoh", choices=DISCRETIZATIONS)  # "zoh" or "bilinear"
 
 
 def _stack(opts: SSMOptions, make_ssm) -> nn.Module:

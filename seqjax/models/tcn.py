@@ -21,9 +21,8 @@ from typing import Any, Optional, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from seqjax.errors import UserError
+from seqjax.errors import COUNT, DROPOUT, check_fields, checked
 from seqjax.models.blocks import CausalConv
-from seqjax.models.checks import check_at_least
 from seqjax.models.precision import check_precision, dtypes
 from seqjax.models.registry import register_backbone
 from seqjax.typing import Array
@@ -136,23 +135,18 @@ class TCNOptions:
     The first block's 1x1 residual projection maps the input width to the block width.
     """
 
-    channels: int = 64
-    levels: int = 4
-    channel_sizes: Optional[list[int]] = None
-    kernel_size: int = 3
-    dropout: float = 0.0
+    channels: int = checked(64, COUNT)
+    levels: int = checked(4, COUNT)
+    channel_sizes: Optional[list[int]] = checked(None, COUNT)
+    kernel_size: int = checked(3, COUNT)
+    dropout: float = checked(0.0, DROPOUT)
     weight_norm: bool = False
     dtype: Optional[str] = None  # compute dtype (seqjax.models.precision); unset: param_dtype
     param_dtype: str = "float32"
 
     def __post_init__(self) -> None:
-        for key in ("channels", "levels", "kernel_size"):
-            check_at_least("tcn", key, getattr(self, key), 1)
+        check_fields(self, "tcn")
         check_precision("tcn", self)
-        if self.channel_sizes is not None and (not self.channel_sizes or min(self.channel_sizes) < 1):
-            raise UserError(f"tcn: channel_sizes={self.channel_sizes} must be a non-empty list of positive widths")
-        if not 0.0 <= self.dropout < 1.0:
-            raise UserError(f"tcn: dropout={self.dropout} must be in [0, 1)")
 
     def widths(self) -> list[int]:
         return list(self.channel_sizes) if self.channel_sizes else [self.channels] * self.levels

@@ -35,7 +35,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from seqjax.errors import StreamingError, UserError
+from seqjax.errors import COUNT, DROPOUT, StreamingError, UserError, check_choice, check_fields, checked
 from seqjax.models.precision import check_precision, dtypes
 from seqjax.models.registry import register_backbone
 from seqjax.ops.attention import rotary, sinusoidal
@@ -138,8 +138,7 @@ class Transformer(nn.Module):
     param_dtype: Any = jnp.float32
 
     def setup(self) -> None:
-        if self.positions not in POSITIONS:
-            raise ValueError(f"unknown positions {self.positions!r}: choose one of {', '.join(POSITIONS)}")
+        check_choice("positions", self.positions, POSITIONS)
         dtypes = dict(dtype=self._dtype(), param_dtype=self.param_dtype)
         self.in_proj = nn.Dense(self.d_model, **dtypes)
         self.blocks = [
@@ -213,22 +212,21 @@ class TransformerOptions:
     last-step classification/regression.
     """
 
-    d_model: int = 64
-    n_heads: int = 4
-    n_layers: int = 2
-    mlp_ratio: int = 4
-    dropout: float = 0.0
-    positions: str = "sinusoidal"  # sinusoidal | rotary
+    d_model: int = checked(64, COUNT)
+    n_heads: int = checked(4, COUNT)
+    n_layers: int = checked(2, COUNT)
+    mlp_ratio: int = checked(4, COUNT)
+    dropout: float = checked(0.0, DROPOUT)
+    positions: str = checked("sinusoidal", choices=POSITIONS)  # sinusoidal | rotary
     causal: bool = True
-    max_len: int = 1024  # KV-cache length of the step form
+    max_len: int = checked(1024, COUNT)  # KV-cache length of the step form
     dtype: Optional[str] = None  # compute dtype (seqjax.models.precision); unset: param_dtype
     param_dtype: str = "float32"
 
     def __post_init__(self) -> None:
+        check_fields(self, "transformer")
         check_precision("transformer", self)
-        if self.positions not in POSITIONS:
-            raise UserError(f"model.positions={self.positions!r} is unknown: choose one of {', '.join(POSITIONS)}")
-        if self.n_heads < 1 or self.d_model % self.n_heads:
+        if self.d_model % self.n_heads:
             raise UserError(f"model.d_model={self.d_model} must be a multiple of model.n_heads={self.n_heads}")
         if self.positions == "rotary" and (self.d_model // self.n_heads) % 2:
             raise UserError(f"rotary positions need an even head size, got d_model/n_heads = "

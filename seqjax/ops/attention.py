@@ -22,6 +22,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from seqjax.errors import check_choice
 from seqjax.ops.initializers import input_init
 from seqjax.typing import Array, Params
 
@@ -79,11 +80,8 @@ def multiplicative() -> Attention:
 
 def make_attention(kind: str, attention_size: int) -> Attention:
     """``"bahdanau"`` (additive, width ``attention_size``) or ``"luong"`` (multiplicative)."""
-    if kind == "bahdanau":
-        return additive(attention_size)
-    if kind == "luong":
-        return multiplicative()
-    raise ValueError(f"unknown attention {kind!r}: choose one of {', '.join(map(repr, ATTENTION_KINDS))}")
+    check_choice("attention", kind, ("bahdanau", "luong"))
+    return additive(attention_size) if kind == "bahdanau" else multiplicative()
 
 
 def source_mask(lengths: Array | None, source_len: int, batch: int) -> Array:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from seqjax.errors import check_choice
+
 S4D_INITS = ("legs", "lin", "inv")
 
 
@@ -67,8 +69,7 @@ def s4d_init(n: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
     * ``inv``: ``Lambda_j = -1/2 + i (N/pi) (N/(2j+1) - 1)``, ``B_j = 1``;
     * ``legs``: the diagonal of HiPPO-LegS's DPLR form (its low-rank term dropped), ``B = V^* B``.
     """
-    if kind not in S4D_INITS:
-        raise ValueError(f"unknown S4D init {kind!r}: choose one of {', '.join(S4D_INITS)}")
+    check_choice("S4D init", kind, S4D_INITS)
     if n % 2:
         raise ValueError(f"S4D needs an even state size (conjugate pairs), got {n}")
     if kind == "legs":

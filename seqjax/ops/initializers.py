@@ -13,6 +13,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from seqjax.errors import check_choice
+
 RECURRENT_INITS = ("orthogonal", "normal", "identity")
 
 
@@ -48,10 +50,7 @@ def recurrent_init(
 
     With ``spectral_norm=s`` every block is rescaled to ``sigma_max = s``.
     """
-    if kind not in RECURRENT_INITS:
-        raise ValueError(
-            f"unknown recurrent initializer {kind!r}: choose one of {', '.join(map(repr, RECURRENT_INITS))}"
-        )
+    check_choice("recurrent initializer", kind, RECURRENT_INITS)
     # Draw in at least float32: LAPACK's QR (orthogonal) has no bfloat16/float16 kernel.
     draw_dtype = jnp.promote_types(dtype, jnp.float32)
     blocks = []

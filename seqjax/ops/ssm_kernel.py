@@ -25,6 +25,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from seqjax.errors import check_choice
 from seqjax.typing import Array
 
 DISCRETIZATIONS = ("zoh", "bilinear")
@@ -40,13 +41,12 @@ def expand_conj(x: Array) -> Array:
 
 def discretize_diag(lam: Array, b: Array, dt: Array, method: str) -> tuple[Array, Array]:
     """``(Abar, Bbar)`` of the diagonal system ``A = diag(lam)`` (equations in the module docstring)."""
+    check_choice("discretization", method, DISCRETIZATIONS)
     if method == "zoh":
         a_bar = jnp.exp(dt * lam)
         return a_bar, (a_bar - 1.0) / lam * b
-    if method == "bilinear":
-        inv = 1.0 / (1.0 - dt / 2.0 * lam)
-        return (1.0 + dt / 2.0 * lam) * inv, dt * inv * b
-    raise ValueError(f"unknown discretization {method!r}: choose one of {', '.join(DISCRETIZATIONS)}")
+    inv = 1.0 / (1.0 - dt / 2.0 * lam)  # bilinear
+    return (1.0 + dt / 2.0 * lam) * inv, dt * inv * b
 
 
 def state_sum(term: Callable[..., Array], *xs: Array, block: int = STATE_BLOCK) -> Array:

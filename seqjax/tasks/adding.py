@@ -16,6 +16,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from seqjax.errors import Range, checked
 from seqjax.tasks.base import Task, regression_metrics
 from seqjax.tasks.options import check_seq_len, check_variant
 from seqjax.tasks.registry import register_task
@@ -27,8 +28,8 @@ ADDING_VARIANTS = ("tcn", "urnn")
 
 @dataclasses.dataclass
 class AddingOptions:
-    seq_len: int = 50
-    variant: str = "tcn"
+    seq_len: int = checked(50, Range(2, integer=True))
+    variant: str = checked("tcn", choices=ADDING_VARIANTS)
 
 
 def _marker_positions(key: jax.Array, batch_size: int, seq_len: int, variant: str) -> jax.Array:

@@ -17,7 +17,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from seqjax.errors import UserError
+from seqjax.errors import COUNT, Range, UserError, checked
 from seqjax.tasks.base import Task, step_classification_metrics
 from seqjax.tasks.registry import register_task
 from seqjax.tasks.sampling import answer_mask, distinct_positions
@@ -26,9 +26,9 @@ from seqjax.typing import Batch
 
 @dataclasses.dataclass
 class AssociativeRecallOptions:
-    seq_len: int = 64  # L
-    num_pairs: int = 4  # K
-    vocab_size: int = 64  # V (8192 in the paper; smaller on CPU)
+    seq_len: int = checked(64, COUNT)  # L
+    num_pairs: int = checked(4, COUNT)  # K
+    vocab_size: int = checked(64, Range(4, integer=True))  # V (8192 in the paper; smaller on CPU)
 
 
 @register_task("mqar", AssociativeRecallOptions)

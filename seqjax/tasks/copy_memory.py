@@ -18,6 +18,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from seqjax.errors import COUNT, checked
 from seqjax.tasks.base import Task, step_classification_metrics
 from seqjax.tasks.options import check_seq_len, check_variant
 from seqjax.tasks.registry import register_task
@@ -29,8 +30,8 @@ BLANK, DELIMITER, NUM_SYMBOLS, COPY_LENGTH, VOCAB = 0, 9, 8, 10, 10
 
 @dataclasses.dataclass
 class CopyOptions:
-    seq_len: int = 100  # T: the gap between the symbols and their recall
-    variant: str = "urnn"
+    seq_len: int = checked(100, COUNT)  # T: the gap between the symbols and their recall
+    variant: str = checked("urnn", choices=COPY_VARIANTS)
 
 
 def copy_batch(key: jax.Array, batch_size: int, T: int, variant: str) -> Batch:

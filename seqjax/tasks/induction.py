@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from seqjax.tasks.base import Task, step_classification_metrics
+from seqjax.errors import Range, checked
 from seqjax.tasks.options import check_seq_len
 from seqjax.tasks.registry import register_task
 from seqjax.tasks.sampling import answer_mask
@@ -25,8 +26,8 @@ from seqjax.typing import Batch
 
 @dataclasses.dataclass
 class InductionOptions:
-    seq_len: int = 256
-    vocab_size: int = 16  # including the special token V-1
+    seq_len: int = checked(256, Range(3, integer=True))
+    vocab_size: int = checked(16, Range(2, integer=True))  # including the special token V-1
 
 
 @register_task("induction", InductionOptions)

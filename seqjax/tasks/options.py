@@ -1,15 +1,13 @@
-"""Shared validation for task options."""
+"""Shared validation for task options (the wording is :mod:`seqjax.errors`')."""
 
 from __future__ import annotations
 
-from seqjax.errors import UserError
+from seqjax.errors import check_choice, check_range
 
 
 def check_variant(task: str, variant: str, allowed: tuple[str, ...]) -> None:
-    if variant not in allowed:
-        raise UserError(f"unknown {task} variant {variant!r}: choose one of {', '.join(map(repr, allowed))}")
+    check_choice(f"{task} variant", variant, allowed)
 
 
 def check_seq_len(task: str, seq_len: int, minimum: int) -> None:
-    if seq_len < minimum:
-        raise UserError(f"{task}: seq_len={seq_len} is too short; it must be at least {minimum}")
+    check_range("seq_len", seq_len, minimum, integer=True, where=task)

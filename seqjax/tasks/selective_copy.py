@@ -18,6 +18,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from seqjax.errors import COUNT, Range, check_range, checked
 from seqjax.tasks.base import Task, step_classification_metrics
 from seqjax.tasks.options import check_seq_len
 from seqjax.tasks.registry import register_task
@@ -27,17 +28,16 @@ from seqjax.typing import Batch
 
 @dataclasses.dataclass
 class SelectiveCopyOptions:
-    seq_len: int = 256  # L: the region holding the data tokens among noise
-    num_tokens: int = 16  # M
-    vocab_size: int = 16  # V, including noise (0) and marker (V-1)
+    seq_len: int = checked(256, COUNT)  # L: the region holding the data tokens among noise
+    num_tokens: int = checked(16, COUNT)  # M
+    vocab_size: int = checked(16, Range(4, integer=True))  # V, including noise (0) and marker (V-1)
 
 
 @register_task("selective_copy", SelectiveCopyOptions)
 def selective_copy(opts: SelectiveCopyOptions) -> Task:
     L, M, V = opts.seq_len, opts.num_tokens, opts.vocab_size
     check_seq_len("selective_copy", L, M)
-    if V < 4:
-        raise ValueError(f"selective_copy: vocab_size={V} is too small; it must be at least 4")
+    check_range("vocab_size", V, 4, integer=True, where="selective_copy")
 
     def sample(key: jax.Array, batch_size: int) -> Batch:
         k_tok, k_pos = jax.random.split(key)

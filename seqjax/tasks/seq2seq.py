@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqjax.errors import UserError
+from seqjax.errors import COUNT, NON_NEGATIVE, Range, UserError, check_fields, checked
 from seqjax.tasks.registry import register_task
 
 Array = jax.Array
@@ -112,16 +112,15 @@ def _chance(num_symbols: int) -> dict[str, float]:
 
 @dataclasses.dataclass
 class SymbolsOptions:
-    min_len: int = 5
-    max_len: int = 10
-    num_symbols: int = 10
+    min_len: int = checked(5, COUNT)
+    max_len: int = checked(10, COUNT)
+    num_symbols: int = checked(10, Range(2, integer=True))
 
 
 def _symbols_task(name: str, transform: Callable[[Array, Array], Array]) -> Callable[[SymbolsOptions], Seq2SeqTask]:
     def make(o: SymbolsOptions) -> Seq2SeqTask:
+        check_fields(o, name)
         _check_lengths(name, o.min_len, o.max_len)
-        if o.num_symbols < 2:
-            raise UserError(f"{name}: num_symbols={o.num_symbols} must be at least 2")
 
         def sample(key: Array, batch_size: int) -> Batch:
             k_len, k_sym = jax.random.split(key)
@@ -153,7 +152,7 @@ PLUS = FIRST + 10  # digits d -> FIRST + d
 
 @dataclasses.dataclass
 class AdditionOptions:
-    max_digits: int = 3
+    max_digits: int = checked(3, Range(1, 8, integer=True))  # int32 arithmetic
 
 
 def _digits(value: Array, n: Array, width: int) -> Array:
@@ -168,8 +167,7 @@ def _num_digits(value: Array, max_digits: int) -> Array:
 
 @register_task("addition", AdditionOptions)
 def addition(o: AdditionOptions) -> Seq2SeqTask:
-    if not 1 <= o.max_digits <= 8:
-        raise UserError(f"addition: max_digits={o.max_digits} must lie in [1, 8] (int32 arithmetic)")
+    check_fields(o, "addition")
     D = o.max_digits
 
     def operand(key: Array, batch_size: int) -> tuple[Array, Array]:
@@ -194,11 +192,11 @@ def addition(o: AdditionOptions) -> Seq2SeqTask:
 
 @dataclasses.dataclass
 class TranslateOptions:
-    max_clauses: int = 2
-    max_adjectives: int = 2
-    num_nouns: int = 8
-    num_adjectives: int = 6
-    num_verbs: int = 6
+    max_clauses: int = checked(2, COUNT)
+    max_adjectives: int = checked(2, NON_NEGATIVE)
+    num_nouns: int = checked(8, COUNT)
+    num_adjectives: int = checked(6, COUNT)
+    num_verbs: int = checked(6, COUNT)
 
 
 class Lexicon(NamedTuple):
@@ -249,9 +247,7 @@ def _clause(key: Array, o: TranslateOptions, lex: Lexicon, batch_size: int, pres
 
 @register_task("translate", TranslateOptions)
 def translate(o: TranslateOptions) -> Seq2SeqTask:
-    if o.max_clauses < 1 or o.max_adjectives < 0:
-        raise UserError(f"translate: need max_clauses >= 1 and max_adjectives >= 0, got {o.max_clauses}, "
-                        f"{o.max_adjectives}")
+    check_fields(o, "translate")
     lex = lexicon(o)
     C, A = o.max_clauses, o.max_adjectives
     S, T = C * (4 + 2 * A), C * (8 + 2 * A)  # longest source (with 'and'), target (with 'to' and EOS)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import jax
 
-from seqjax.errors import UserError
+from seqjax.errors import check_choice
 from seqjax.tasks.base import Task
 from seqjax.typing import Batch
 
@@ -18,8 +18,7 @@ SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 
 
 def split_key(seed: int, split: str) -> jax.Array:
-    if split not in SPLIT_IDS:
-        raise UserError(f"unknown split {split!r}: choose one of {', '.join(SPLIT_IDS)}")
+    check_choice("split", split, SPLIT_IDS)
     return jax.random.fold_in(jax.random.key(seed), SPLIT_IDS[split])
 
 

@@ -13,13 +13,12 @@ the task is one of ``reverse``, ``sort``, ``addition``, ``translate`` (:mod:`seq
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from seqjax.errors import UserError
+from seqjax.errors import COUNT, NON_NEGATIVE, check_choice, checked
 from seqjax.experiment.schema import options_of, with_name
 from seqjax.experiment.workloads import (
     Workload,
@@ -31,15 +30,16 @@ from seqjax.models.seq2seq import Seq2Seq, Seq2SeqOptions, generate, masked_loss
 from seqjax.tasks import get_task
 from seqjax.tasks.seq2seq import Seq2SeqTask, bleu_in_jit, decoded_metrics
 
+SEQ2SEQ_TASKS = ("reverse", "sort", "addition", "translate")
+
 MODEL_EXTRA = (  # decoding settings used at evaluation
-    ("beam_width", int, dataclasses.field(default=1)),
-    ("length_penalty", float, dataclasses.field(default=0.0)),
+    ("beam_width", int, checked(1, COUNT)),  # 1 = greedy decoding
+    ("length_penalty", float, checked(0.0, NON_NEGATIVE)),
 )
 
 
 def model_schema(name: str) -> type:
-    if name != "seq2seq":
-        raise UserError(f"workload 'seq2seq' builds the model 'seq2seq', got {name!r}: choose one of seq2seq")
+    check_choice("model for workload 'seq2seq'", name, ("seq2seq",))
     return with_name(Seq2SeqOptions, name, MODEL_EXTRA)
 
 
@@ -47,8 +47,7 @@ def _task(cfg: Any) -> Seq2SeqTask:
     spec = get_task(cfg.task.name)
     task = spec.make(options_of(cfg.task, spec.options))
     if not isinstance(task, Seq2SeqTask):
-        raise UserError(f"task {cfg.task.name!r} is not a seq2seq task: with workload 'seq2seq' choose one of "
-                        "reverse, sort, addition, translate")
+        check_choice("task for workload 'seq2seq'", cfg.task.name, SEQ2SEQ_TASKS)
     return task
 
 
@@ -56,8 +55,6 @@ def validate(cfg: Any) -> None:
     """Model options (e.g. a bidirectional decoder) and the task kind, before any work starts."""
     options_of(cfg.model, Seq2SeqOptions)  # Seq2SeqOptions.__post_init__ raises a one-line UserError
     _task(cfg)
-    if cfg.model.beam_width < 1:
-        raise UserError(f"model.beam_width={cfg.model.beam_width} must be at least 1 (1 = greedy decoding)")
 
 
 def build(cfg: Any) -> Workload:

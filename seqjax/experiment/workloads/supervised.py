@@ -6,12 +6,11 @@ last step for ``regress_last``, (masked mean) cross-entropy for ``classify_*``.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import jax
 
-from seqjax.errors import UserError
+from seqjax.errors import COUNT, UserError, checked
 from seqjax.experiment.schema import options_of, with_name
 from seqjax.experiment.workloads import (
     Workload,
@@ -23,7 +22,7 @@ from seqjax.models.registry import check_task, get_backbone
 from seqjax.models.sequence_model import build_model
 from seqjax.tasks import TASK_KINDS, Task, get_task
 
-MODEL_EXTRA = (("embed_dim", int, dataclasses.field(default=32)),)  # token-input embedding width
+MODEL_EXTRA = (("embed_dim", int, checked(32, COUNT)),)  # token-input embedding width
 
 
 def model_schema(name: str) -> type:

@@ -34,11 +34,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Optional
 
-from omegaconf import OmegaConf
+from omegaconf import ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from seqjax.errors import UserError
-from seqjax.experiment.config import load_config, omegaconf_message
+from seqjax.experiment.config import load_config, omegaconf_message, read_mapping
 from seqjax.experiment.report import SWEEP_RECORD
 
 SUMMARY = "summary.json"
@@ -69,8 +69,12 @@ def load_sweep(path: str | Path, out: str | Path | None = None) -> tuple[SweepCo
     path = Path(path)
     if not path.exists():
         raise UserError(f"sweep file {str(path)!r} not found: check the path")
+    raw = read_mapping(path)
+    if isinstance(raw._get_node("grid"), ListConfig):
+        raise UserError(f"{path}: grid must map each dotted key to its values, got a list: "
+                        "e.g. 'grid: {optim.lr: [1.0e-3, 3.0e-3]}'")
     try:
-        spec = OmegaConf.merge(OmegaConf.structured(SweepConfig), OmegaConf.load(path))
+        spec = OmegaConf.merge(OmegaConf.structured(SweepConfig), raw)
         spec = OmegaConf.to_object(spec)
     except OmegaConfBaseException as e:
         raise UserError(f"{path}: {omegaconf_message(e)}; "
@@ -84,6 +88,9 @@ def load_sweep(path: str | Path, out: str | Path | None = None) -> tuple[SweepCo
     experiments = spec.experiment if isinstance(spec.experiment, list) else [spec.experiment]
     if not experiments or spec.experiment == "???":
         raise UserError(f"{path}: experiment is not set: name an experiment file (or a list of them)")
+    if not all(isinstance(e, str) for e in experiments):
+        raise UserError(f"{path}: experiment={spec.experiment!r} must be a path or a list of paths, "
+                        "e.g. 'experiment: ../experiments/adding_lstm.yaml'")
     return spec, [path.parent / e for e in experiments]
 
 

@@ -42,6 +42,12 @@ TINY = {
     "s4d": dict(d_model=6, n_layers=1, state_size=4),
     "mamba": dict(d_model=4, n_layers=1, d_state=4, d_conv=2, expand=2, chunk_size=4),
     "transformer": dict(d_model=8, n_heads=2, n_layers=1, mlp_ratio=2, positions="rotary", max_len=TIME),
+    "lru": dict(d_model=4, n_layers=1, d_state=3),
+    "hawk": dict(d_model=6, n_layers=1, d_rnn=4, n_heads=2),
+    "mingru": dict(d_model=4, n_layers=1),
+    "minlstm": dict(d_model=6, n_layers=1),
+    "s5": dict(d_model=4, n_layers=1, state_size=4, blocks=2),
+    "mamba2": dict(d_model=4, n_layers=1, d_state=3, head_dim=2, n_groups=2, chunk_size=3),
 }
 NAMES = BACKBONES.names()
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from seqjax.experiment.config import load_config
@@ -54,20 +55,16 @@ def _missing_item(step_dir: Path) -> None:
     shutil.rmtree(step_dir / "state")
 
 
-def _nan_params(step_dir: Path) -> None:
-    run_dir = step_dir.parent.parent
-    trainer = _trainer(run_dir)
-    state = trainer.init_state()
-    state = state._replace(step=jnp.asarray(int(step_dir.name), jnp.int32),
-                           params=jax.tree.map(lambda x: jnp.full_like(x, jnp.nan), state.params))
-    shutil.rmtree(step_dir)
-    ckpt = Checkpoints(run_dir, trainer.cfg.train)
-    ckpt.save(state, {"loss": 1.0})
-    ckpt.wait()
-    ckpt.close()
+def _rewritten_state(step_dir: Path) -> None:
+    """The state item replaced by a well-formed one holding other values (here the step-0 parameters):
+    every file parses, only the checksum written with the checkpoint tells."""
+    state = _trainer(step_dir.parent.parent).init_state()._replace(step=jnp.asarray(int(step_dir.name), jnp.int32))
+    shutil.rmtree(step_dir / "state")
+    with ocp.StandardCheckpointer() as writer:
+        writer.save(step_dir / "state", state)
 
 
-@pytest.mark.parametrize("damage", [_truncated, _missing_item, _nan_params])
+@pytest.mark.parametrize("damage", [_truncated, _missing_item, _rewritten_state])
 def test_damaged_latest_falls_back_to_the_previous_checkpoint(finished, tmp_path, capsys, damage):
     finished_dir, finished_params = finished
     run_dir = tmp_path / "run"
@@ -112,3 +109,24 @@ def test_eval_of_an_unreadable_checkpoint_is_one_clear_error(finished, tmp_path)
     _missing_item(run_dir / "checkpoints" / "40")
     with pytest.raises(UserError, match=r"checkpoint at step 40 .* cannot be read.*--step"):
         evaluate_run(str(run_dir), step=40)
+
+
+@pytest.mark.parametrize("on_nan", ["stop", "skip"])
+def test_a_state_holding_nan_is_never_checkpointed(tmp_path, on_nan):
+    from seqjax.experiment.loop import Diverged
+
+    trainer = Trainer(load_config(SMOKE, [f"run_dir={tmp_path}", f"train.on_nan={on_nan}"]))
+    state = trainer.init_state()
+    state = state._replace(step=jnp.asarray(10, jnp.int32),
+                           params=jax.tree.map(lambda x: x.at[(0,) * x.ndim].set(jnp.inf), state.params))
+    warnings = []
+    ckpt = Checkpoints(tmp_path, trainer.cfg.train, log=warnings.append)
+    if on_nan == "stop":
+        with pytest.raises(Diverged, match=r"state at step 10 holds NaN/Inf \(\.params\[.*stopped without checkpointing"):
+            ckpt.save(state, {"loss": 1.0})
+    else:
+        ckpt.save(state, {"loss": 1.0})
+        assert len(warnings) == 1 and "holds NaN/Inf" in warnings[0] and "not checkpointed" in warnings[0]
+    ckpt.wait()
+    assert ckpt.steps() == []
+    ckpt.close()

@@ -12,7 +12,9 @@ import json
 from pathlib import Path
 
 from seqjax.errors import UserError, describe
+from seqjax.experiment.checkpoints import Checkpoints
 from seqjax.experiment.config import load_config
+from seqjax.experiment.state import TrainState
 
 
 def evaluate_run(run_dir: str, split: str = "test", step: int | None = None, overrides: list[str] = ()) -> dict:
@@ -28,17 +30,8 @@ def evaluate_run(run_dir: str, split: str = "test", step: int | None = None, ove
     cfg = load_config(run_dir, list(overrides))
     trainer = Trainer(cfg)
     ckpt = trainer.checkpoints()
-    steps = ckpt.steps()
-    if not steps:
-        raise UserError(f"{run_dir} has no checkpoints: train it first with `seqjax train {run_dir}`")
-    step = ckpt.best_step() if step is None else step
-    if step not in steps:
-        raise UserError(f"no checkpoint at step {step} in {run_dir}: choose one of {', '.join(map(str, steps))}")
     try:
-        state = ckpt.restore(step, trainer.init_state())
-    except Exception as e:  # orbax/tensorstore raise many types for unreadable checkpoints
-        raise UserError(f"the checkpoint at step {step} in {run_dir} cannot be read ({describe(e)}); "
-                        f"pick another with --step ({', '.join(map(str, steps))})") from None
+        step, state = _restore(ckpt, trainer.init_state(), run_dir, step)
     finally:
         ckpt.close()
     examples = cfg.train.test_examples if split == "test" else cfg.train.eval_examples
@@ -48,3 +41,24 @@ def evaluate_run(run_dir: str, split: str = "test", step: int | None = None, ove
     suffix = "".join(f"_{o.removeprefix('task.').replace('=', '')}" for o in overrides)
     (Path(run_dir) / f"eval_{split}{suffix}.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+def _restore(ckpt: Checkpoints, like: TrainState, run_dir: str, step: int | None) -> tuple[int, TrainState]:
+    """The best readable checkpoint (unreadable ones moved aside and reported in one line each) or,
+    given ``step``, that one; a one-line :class:`UserError` when there is none."""
+    state = ckpt.restore_best(like) if step is None else None
+    if state is not None:
+        return int(state.step), state
+    steps = ckpt.steps()
+    if not steps:
+        lost = ckpt.describe_unreadable()
+        raise UserError(f"{run_dir} has no readable checkpoint ({lost}): train it again with "
+                        f"`seqjax train {run_dir} train.restart=true`" if lost else
+                        f"{run_dir} has no checkpoints: train it first with `seqjax train {run_dir}`")
+    ckpt.report(using=None)
+    if step not in steps:
+        raise UserError(f"no checkpoint at step {step} in {run_dir}: choose one of {', '.join(map(str, steps))}")
+    try:
+        return step, ckpt.restore(step, like)
+    except Exception as e:  # orbax/tensorstore raise many types for unreadable checkpoints
+        raise UserError(f"the checkpoint at step {step} in {run_dir} cannot be read ({describe(e)}); "
+                        f"pick another with --step ({', '.join(map(str, steps))})") from None

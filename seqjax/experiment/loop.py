@@ -1,16 +1,24 @@
 """The training loop: config -> run directory with metrics, checkpoints and a summary.
 
-``Trainer(cfg).run()`` builds the workload, optimizer and sharded state, resumes from the newest
-readable checkpoint in ``cfg.run_dir`` if there is one, then for each step ``s``:
+``Trainer(cfg).run()`` builds the workload, optimizer and sharded state, takes the run directory's
+lock (:mod:`~seqjax.experiment.run_lock`: a second trainer on it exits with one line naming this one's
+PID), resumes from the newest readable checkpoint in ``cfg.run_dir`` if there is one, then for each step ``s``:
 train step (jit) -> every ``log_every`` steps a ``train`` row -> every ``eval_every`` steps a ``val``
 row on the fixed validation set -> every ``checkpoint_every`` steps (and at the end) an async
 checkpoint ranked by the validation metric.  ``summary.json`` holds the final and best metrics, the
 task baseline, the parameter count, wall time and device.
+
+A run directory that has a history (metrics, or checkpoints that all turned out unreadable) but no
+readable checkpoint is never silently started over: that is a one-line error unless
+``train.restart=true``, which discards the history and trains from step 0.  With a readable checkpoint
+``train.restart`` changes nothing: the run resumes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -28,10 +36,11 @@ from seqjax.experiment.config import RUN_CONFIG, to_yaml
 from seqjax.experiment.distributed import batch_sharding, check_divisible
 from seqjax.experiment.optim import make_optimizer, make_schedule
 from seqjax.experiment.progress import progress_bar
-from seqjax.experiment.state import TrainState
+from seqjax.experiment.run_lock import RunLock
+from seqjax.experiment.state import Diverged, TrainState
 from seqjax.experiment.step import make_eval_step, make_train_step
 from seqjax.experiment.workloads import build_workload
-from seqjax.experiment.writers import MetricsWriter
+from seqjax.experiment.writers import METRICS_FILE, MetricsWriter, read_rows
 
 
 def _global(x: Any, sharding: Any) -> jax.Array:
@@ -55,11 +64,8 @@ def evaluate(eval_fn: Callable, params: Any, data: dict, batch_size: int, mesh: 
     return {k: v / n for k, v in totals.items()}
 
 
-RESUMABLE_CHANGES = {"run_dir", "train.steps", "train.progress", "train.async_checkpoint"}
-
-
-class Diverged(RuntimeError):
-    """The loss or gradients became NaN/Inf with ``train.on_nan=stop``."""
+RESUMABLE_CHANGES = {"run_dir", "train.steps", "train.progress", "train.async_checkpoint", "train.restart"}
+HISTORY = (METRICS_FILE, "tb", "summary.json", "eval_*.json")  # what train.restart=true discards
 
 
 def log(message: str) -> None:
@@ -120,10 +126,15 @@ class Trainer:
         self._init_key = init_key
         self._eval_step = jax.jit(make_eval_step(self.workload))
         self._eval_sets: dict[str, dict] = {}
+        create = lambda key: TrainState.create(self.workload.init(key), self.tx)  # noqa: E731
+        self._create = jax.jit(create, out_shardings=distributed.replicated(self.mesh))
+        self._train_step = jax.jit(
+            make_train_step(self.workload, self.tx, self.dropout_key, distributed.constrain_batch(self.mesh)),
+            out_shardings=(distributed.replicated(self.mesh), None), donate_argnums=0,
+        )
 
     def init_state(self) -> TrainState:
-        create = lambda key: TrainState.create(self.workload.init(key), self.tx)  # noqa: E731
-        return jax.jit(create, out_shardings=distributed.replicated(self.mesh))(self._init_key)
+        return self._create(self._init_key)
 
     def checkpoints(self) -> Checkpoints:
         return Checkpoints(self.cfg.run_dir, self.cfg.train, log=log)
@@ -134,32 +145,28 @@ class Trainer:
         return evaluate(self._eval_step, params, self._eval_sets[split], self.cfg.train.eval_batch_size, self.mesh)
 
     def run(self) -> dict:
-        cfg, t = self.cfg, self.cfg.train
+        """Train (or resume) in ``cfg.run_dir``, holding its lock throughout (process 0 of a multi-host run)."""
         self._check_best_metric()
+        with RunLock(self.cfg.run_dir) if distributed.is_main_process() else contextlib.nullcontext():
+            return self._run()
+
+    def _run(self) -> dict:
+        cfg, t = self.cfg, self.cfg.train
         run_dir = prepare_run_dir(cfg)
         started = time.time()
         ckpt = self.checkpoints()
-        fresh = self.init_state()
-        state = ckpt.restore_latest(fresh)
-        if state is None:
-            state = fresh
-        else:
-            log(f"resuming {run_dir} from step {int(state.step)}")
-        start = int(state.step)
-        if start >= t.steps and (run_dir / "summary.json").exists():
-            ckpt.close()
-            log(f"{run_dir} is already trained to step {start} (train.steps={t.steps}): nothing to do")
-            return json.loads((run_dir / "summary.json").read_text())
-        writer = MetricsWriter(run_dir, start) if distributed.is_main_process() else None
-        step_fn = jax.jit(
-            make_train_step(self.workload, self.tx, self.dropout_key, distributed.constrain_batch(self.mesh)),
-            out_shardings=(distributed.replicated(self.mesh), None), donate_argnums=0,
-        )
-        bar = progress_bar(t.steps, start, t.progress)
-        last_checked = start
+        writer, bar = None, None
         try:
+            state = self._starting_state(run_dir, ckpt)
+            start = int(state.step)
+            if start >= t.steps and (run_dir / "summary.json").exists():
+                log(f"{run_dir} is already trained to step {start} (train.steps={t.steps}): nothing to do")
+                return json.loads((run_dir / "summary.json").read_text())
+            writer = MetricsWriter(run_dir, start) if distributed.is_main_process() else None
+            bar = progress_bar(t.steps, start, t.progress)
+            last_checked = start
             for s in range(start + 1, t.steps + 1):
-                state, metrics = step_fn(state)
+                state, metrics = self._train_step(state)
                 bar.update(1)
                 at_eval = s % t.eval_every == 0 or s == t.steps
                 if s % t.log_every == 0 or at_eval:
@@ -177,12 +184,38 @@ class Trainer:
                     if s % t.checkpoint_every == 0 or s == t.steps:
                         ckpt.save(state, val)
         finally:
-            bar.close()
+            if bar is not None:
+                bar.close()
             ckpt.wait()
             ckpt.close()
-            if writer:
+            if writer is not None:
                 writer.close()
         return self._summarize(run_dir, state, writer.rows if writer else [], started, start)
+
+    def _starting_state(self, run_dir: Path, ckpt: Checkpoints) -> TrainState:
+        """The newest readable checkpoint; else a fresh state, unless the run directory has a history that
+        starting over would destroy (metrics, or checkpoints that were all unreadable) and not ``train.restart``."""
+        fresh = self.init_state()
+        state = ckpt.restore_latest(fresh)
+        if state is not None:
+            log(f"resuming {run_dir} from step {int(state.step)}")
+            return state
+        rows, lost = read_rows(run_dir), ckpt.describe_unreadable()
+        if not rows and not lost:
+            return fresh
+        history = f"metrics to step {rows[-1]['step']}" if rows else "no metrics"
+        missing = f"no readable checkpoint ({lost})" if lost else "no checkpoint"
+        if not self.cfg.train.restart:
+            raise UserError(f"{run_dir} holds a run that trained ({history}) but has {missing}: refusing to start "
+                            "over; set train.restart=true to discard its history and train from step 0")
+        log(f"train.restart=true: {run_dir} has {missing}; discarding its {history} and training from step 0")
+        for pattern in HISTORY:
+            for path in run_dir.glob(pattern):
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+        return fresh
 
     def _check_best_metric(self) -> None:
         """``train.best_metric`` must be one of the validation metrics (found by tracing, no compute)."""
@@ -209,7 +242,8 @@ class Trainer:
             ckpt.wait()
             kept = ckpt.steps()
             raise Diverged(
-                f"loss or gradients became NaN/Inf between steps {since} and {now}; stopped (train.on_nan=stop); "
+                f"the loss, gradients or updated parameters became NaN/Inf between steps {since} and {now}; "
+                "stopped (train.on_nan=stop); "
                 f"last good checkpoint: {kept[-1] if kept else 'none'}; lower optim.lr or optim.clip_norm, "
                 "or set train.on_nan=skip to drop such updates"
             )

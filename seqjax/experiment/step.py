@@ -3,8 +3,10 @@
 Train step ``s``: ``batch = sample_train(s)``, ``(L, m), g = value_and_grad(loss)(params, batch,
 fold_in(dropout_key, s))``, ``u, opt_state = tx.update(g, opt_state, params)``, ``params += u``.
 Logged beside the workload's metrics: ``grad_norm = ||g||_2`` (before clipping), ``param_norm`` and
-``update_norm = ||u||_2``.  If ``L`` or ``||g||`` is NaN/Inf the update is dropped
-(``jnp.where``) and ``nonfinite`` counts it; the loop then stops or goes on per ``train.on_nan``.
+``update_norm = ||u||_2``.  If ``L``, ``||g||`` or any leaf of the new parameters or optimizer state
+is NaN/Inf (a finite gradient can still overflow the update, e.g. at ``optim.lr=1e39``) the update is
+dropped (``jnp.where``: the old state is kept) and ``nonfinite`` counts it; the loop then stops or goes
+on per ``train.on_nan``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from seqjax.experiment.state import TrainState
+from seqjax.experiment.state import TrainState, all_finite
 from seqjax.experiment.workloads import Workload
 
 
@@ -32,7 +34,7 @@ def make_train_step(
         grad_norm = optax.tree.norm(grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & all_finite(params) & all_finite(opt_state)
         keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)  # noqa: E731
         new_state = TrainState(
             step=state.step + 1,

@@ -18,6 +18,12 @@ Every trial's config is composed and validated before the first one starts.  Eac
 nothing of the others; re-running the sweep skips finished trials (``summary.json`` present) and resumes
 unfinished ones from their latest checkpoint.  ``seqjax report <out>`` tabulates the results.
 
+The trial processes die with the runner: on Linux the kernel sends each one SIGTERM when the runner
+dies, however it dies (``prctl(PR_SET_PDEATHSIG)``), and a runner stopped by Ctrl-C or SIGTERM
+terminates them and starts no more.  A re-run refuses to start, in one line naming the PID, while a
+process (an orphaned worker of an earlier run, or a ``seqjax train`` by hand) still holds a pending
+trial's run-directory lock (:mod:`~seqjax.experiment.run_lock`).
+
 ``seqjax sweep FILE KEY=VALUE ...`` (``run_sweep(path, overrides=[...])``) adds dotted overrides to every
 trial, after the file's ``overrides``, e.g. ``train.steps=4`` for a smoke run; a key the grid sweeps,
 ``seed`` and ``run_dir`` are set per trial and cannot be overridden.  The overrides become part of each
@@ -26,13 +32,18 @@ trial's config, so re-run an unfinished sweep with the same ones, or give it its
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
 import itertools
+import os
+import signal
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Optional
+from typing import IO, Any, Callable, Iterator, Optional
 
 from omegaconf import ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -40,6 +51,7 @@ from omegaconf.errors import OmegaConfBaseException
 from seqjax.errors import UserError
 from seqjax.experiment.config import load_config, omegaconf_message, read_mapping
 from seqjax.experiment.report import SWEEP_RECORD
+from seqjax.experiment.run_lock import lock_holder
 
 SUMMARY = "summary.json"
 
@@ -133,12 +145,59 @@ def expand(spec: SweepConfig, experiments: list[Path], overrides: list[str] | tu
     return trials
 
 
-def _run_trial(trial: Trial, quiet: bool) -> int:
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking the Linux kernel to SIGTERM the child when the thread that started it (a
+    pool thread, which lives until every trial has finished) dies; ``None`` elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the runner died before the request took effect
+            os._exit(1)
+
+    return preexec
+
+
+class Workers:
+    """The trial processes running now; :meth:`stop` terminates them and starts no more."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._live: set[subprocess.Popen] = set()
+        self._stopped = False
+
+    def run(self, cmd: list[str], log: IO[str]) -> int:
+        """Run ``cmd`` with its output in ``log``; its exit code (``-SIGTERM`` if stopped before it started)."""
+        with self._lock:
+            if self._stopped:
+                return -signal.SIGTERM
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent())
+            self._live.add(proc)
+        try:
+            return proc.wait()
+        finally:
+            with self._lock:
+                self._live.discard(proc)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            for proc in self._live:
+                proc.terminate()
+
+
+def _run_trial(trial: Trial, quiet: bool, workers: Workers) -> int:
     trial.run_dir.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "seqjax.cli", "train", str(trial.experiment), *trial.overrides,
            "train.progress=false"]
     with open(trial.run_dir / "train.log", "a") as log:
-        rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
+        rc = workers.run(cmd, log)
     if not quiet:
         print(f"[{'done' if rc == 0 else f'FAILED rc={rc}'}] {trial.name}  (log: {trial.run_dir / 'train.log'})",
               flush=True)
@@ -171,6 +230,35 @@ def run_sweep(path: str | Path, *, jobs: int = 1, dry_run: bool = False, quiet: 
         for t in trials:
             print("seqjax train", t.experiment, " ".join(t.overrides))
         return []
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        codes = list(pool.map(lambda t: _run_trial(t, quiet), pending))
+    _check_not_running(path, pending)
+    workers = Workers()
+    with _stop_on_sigterm(), ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        try:
+            codes = list(pool.map(lambda t: _run_trial(t, quiet, workers), pending))
+        except BaseException:  # Ctrl-C, SIGTERM: take the running trials down with the runner
+            workers.stop()
+            raise
     return [t for t, rc in zip(pending, codes) if rc != 0]
+
+
+def _check_not_running(path: str | Path, pending: list[Trial]) -> None:
+    """One line naming the PID when a live process still trains a pending trial (its lock, tested, not taken)."""
+    for trial in pending:
+        holder = lock_holder(trial.run_dir)
+        if holder is not None:
+            raise UserError(f"{path}: trial {trial.name} is still being trained by PID {holder} (a worker of an "
+                            f"earlier run of this sweep?): wait for it to finish, or stop it (kill {holder}), "
+                            "then re-run the sweep")
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """While the sweep runs (from the main thread), SIGTERM raises ``SystemExit`` so the trials are stopped."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -137,7 +137,7 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> DictConfig:
         if not (path / RUN_CONFIG).exists():
             raise UserError(f"{path} is a directory without {RUN_CONFIG}: give an experiment file "
                             "(configs/experiments/*.yaml) or a run directory")
-        layers = [(str(path / RUN_CONFIG), _read(path / RUN_CONFIG)),
+        layers = [(str(path / RUN_CONFIG), read_mapping(path / RUN_CONFIG)),
                   ("run directory", OmegaConf.create({"run_dir": str(path)}))]  # wherever it now lives
     else:
         layers = [("defaults", OmegaConf.create({"name": path.stem})), *_expand_defaults(path, swaps)]
@@ -172,7 +172,8 @@ def to_yaml(cfg: DictConfig) -> str:
     return OmegaConf.to_yaml(cfg, resolve=True)
 
 
-def _read(path: Path) -> DictConfig:
+def read_mapping(path: Path) -> DictConfig:
+    """A YAML file that must hold a mapping; one-line ``UserError`` when missing, not YAML, or a list."""
     if not path.exists():
         raise UserError(f"config file {str(path)!r} not found: check the path")
     try:
@@ -186,7 +187,7 @@ def _read(path: Path) -> DictConfig:
 
 def _expand_defaults(path: Path, swaps: dict[str, str]) -> list[tuple[str, DictConfig]]:
     """Part layers then the experiment; ``swaps`` (``model=gru`` on the command line) replace parts."""
-    exp = _read(path)
+    exp = read_mapping(path)
     defaults = exp.pop("defaults", None) or {}
     if not isinstance(defaults, (DictConfig, dict)):
         raise UserError(f"{path}: 'defaults' must map a part to a file name, e.g. 'defaults: {{model: lstm}}'")
@@ -197,7 +198,7 @@ def _expand_defaults(path: Path, swaps: dict[str, str]) -> list[tuple[str, DictC
             raise UserError(f"{path}: unknown key 'defaults.{part}'{did_you_mean(part, PART_DIRS)}; "
                             f"allowed: {', '.join(PART_DIRS)}")
         part_path = _part_path(path, part, str(name))
-        layers.append((str(part_path), OmegaConf.create({part: _read(part_path)})))
+        layers.append((str(part_path), OmegaConf.create({part: read_mapping(part_path)})))
     return [*layers, (str(path), exp)]
 
 

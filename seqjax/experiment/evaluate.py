@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from seqjax.errors import UserError, describe
+from seqjax.errors import UserError, check_choice, describe
 from seqjax.experiment.checkpoints import Checkpoints
 from seqjax.experiment.config import load_config
 from seqjax.experiment.state import TrainState
@@ -42,6 +42,7 @@ def evaluate_run(run_dir: str, split: str = "test", step: int | None = None, ove
     (Path(run_dir) / f"eval_{split}{suffix}.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 
+
 def _restore(ckpt: Checkpoints, like: TrainState, run_dir: str, step: int | None) -> tuple[int, TrainState]:
     """The best readable checkpoint (unreadable ones moved aside and reported in one line each) or,
     given ``step``, that one; a one-line :class:`UserError` when there is none."""
@@ -55,8 +56,7 @@ def _restore(ckpt: Checkpoints, like: TrainState, run_dir: str, step: int | None
                         f"`seqjax train {run_dir} train.restart=true`" if lost else
                         f"{run_dir} has no checkpoints: train it first with `seqjax train {run_dir}`")
     ckpt.report(using=None)
-    if step not in steps:
-        raise UserError(f"no checkpoint at step {step} in {run_dir}: choose one of {', '.join(map(str, steps))}")
+    check_choice("checkpoint step", step, steps, where=str(run_dir))
     try:
         return step, ckpt.restore(step, like)
     except Exception as e:  # orbax/tensorstore raise many types for unreadable checkpoints

@@ -115,6 +115,32 @@ def test_nonfinite_step_keeps_params_and_counts_it():
         np.testing.assert_array_equal(a, b)
 
 
+def test_an_overflowing_update_is_dropped_though_loss_and_gradients_are_finite():
+    tx = make_optimizer(_optim(name="adam", lr=1e39), 10)  # |update| ~ lr overflows float32
+    step = jax.jit(make_train_step(TOY, tx, jax.random.key(0)))
+    state = TrainState.create(TOY.init(None), tx)
+    new, logged = step(state)
+    assert np.isfinite(logged["loss"]) and np.isfinite(logged["grad_norm"]) and not np.isfinite(logged["update_norm"])
+    assert int(new.nonfinite) == 1 and int(new.step) == 1
+    for a, b in zip(jax.tree.leaves((state.params, state.opt_state)), jax.tree.leaves((new.params, new.opt_state))):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_on_nan_skip_under_an_overflowing_update_leaves_only_finite_checkpoints(tmp_path):
+    from seqjax.experiment.state import host_copy, nonfinite_leaves
+
+    cfg = _smoke(tmp_path, "optim.lr=1e39", "train.on_nan=skip", "train.steps=20", "train.keep_latest=3")
+    summary = Trainer(cfg).run()
+    assert summary["skipped_nonfinite_steps"] == 20
+    trainer = Trainer(cfg)
+    ckpt = trainer.checkpoints()
+    assert ckpt.steps() == [10, 20]
+    for step in ckpt.steps():
+        assert nonfinite_leaves(host_copy(ckpt.restore(step, trainer.init_state()))) == []
+    ckpt.close()
+    assert not (tmp_path / "corrupt_checkpoints").exists()
+
+
 # ------------------------------------------------------------- optimizers
 
 

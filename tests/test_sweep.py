@@ -1,8 +1,10 @@
 """Sweeps: grid expansion, validation before any work, resumable runs, and the report's aggregation."""
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -91,3 +93,42 @@ def test_sweep_end_to_end_and_resume(tmp_path):
     assert "| 0.01 | 1 |" in first.stdout
     again = subprocess.run(cmd, capture_output=True, text=True)
     assert "1 trials, 1 already done" in again.stdout
+
+
+def _tiny_sweep(tmp_path, steps: int):
+    return _sweep_file(tmp_path, grid={"optim.lr": [0.01]}, seeds=[0], overrides=[
+        f"train.steps={steps}", "train.log_every=1", "train.eval_every=1000", "train.checkpoint_every=1000",
+        "task.seq_len=5", "model.hidden_size=4", "train.eval_examples=8", "train.test_examples=8"])
+
+
+def test_a_rerun_refuses_to_start_while_a_trial_is_still_being_trained(tmp_path):
+    from seqjax.experiment.run_lock import RunLock
+
+    path = _tiny_sweep(tmp_path, 4)
+    (trial,) = expand(*load_sweep(path))
+    with RunLock(trial.run_dir):  # as a worker of an earlier run of the sweep would hold it
+        with pytest.raises(UserError, match=rf"trial {trial.name} is still being trained by PID {os.getpid()} "
+                                            r".*kill \d+\), then re-run the sweep"):
+            run_sweep(path, quiet=True)
+    assert not (trial.run_dir / "train.log").exists()  # nothing started
+
+
+def test_killing_the_runner_takes_its_workers_down(tmp_path):
+    from seqjax.experiment.run_lock import lock_holder
+
+    path = _tiny_sweep(tmp_path, 1000000)
+    (trial,) = expand(*load_sweep(path))
+    runner = subprocess.Popen([sys.executable, "-m", "seqjax.cli", "sweep", str(path)], stdout=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while lock_holder(trial.run_dir) is None:  # the worker is training
+        assert runner.poll() is None and time.time() < deadline
+        time.sleep(0.1)
+    worker = int(lock_holder(trial.run_dir))
+    runner.kill()  # SIGKILL: the runner gets no chance to clean up; the kernel signals the worker
+    runner.wait()
+    deadline = time.time() + 60
+    while lock_holder(trial.run_dir) is not None:
+        assert time.time() < deadline, f"worker {worker} outlived its runner"
+        time.sleep(0.1)
+    stat = Path(f"/proc/{worker}/stat")
+    assert not stat.exists() or stat.read_text().split(")")[1].split()[0] == "Z"  # gone, or dead and unreaped

@@ -136,6 +136,8 @@ class Unreadable:
 
 
 class Checkpoints:
+    """The checkpoints of one run directory: save, list, restore (falling back past unreadable ones)."""
+
     def __init__(self, run_dir: str | Path, train_cfg: Any, log: Callable[[str], None] = print):
         self.directory = (Path(run_dir) / "checkpoints").absolute()
         self.quarantine = Path(run_dir).absolute() / "corrupt_checkpoints"

@@ -54,7 +54,7 @@ def describe_machine(device: jax.Device) -> str:
 def run(args: argparse.Namespace) -> int:
     from seqjax.benchmarks import peers, suite
 
-    repeats = args.repeats or (2 if args.quick else 5)
+    repeats = args.repeats if args.repeats is not None else (2 if args.quick else 5)
     check_positive("--repeats", repeats, integer=True)
     models = suite.MODELS if args.model == "all" else (args.model,)
     use_torch = not args.no_torch and peers.torch_available()

@@ -18,7 +18,7 @@ from typing import Any
 
 from omegaconf import ListConfig, OmegaConf
 
-from seqjax.errors import UserError
+from seqjax.errors import UserError, describe
 
 SWEEP_RECORD = "sweep.yaml"
 
@@ -38,6 +38,17 @@ def _swept_keys(root: Path) -> list[str]:
     return (["name"] if several else []) + list(sweep.get("grid", {}).keys())
 
 
+def _read_run(run: Path) -> tuple[dict[str, Any], Any]:
+    """A finished run's ``summary.json`` (with its ``best_metric``) and ``config.yaml``; one line if unreadable."""
+    try:
+        summary, cfg = json.loads((run / "summary.json").read_text()), OmegaConf.load(run / "config.yaml")
+        summary["best_metric"]
+    except Exception as e:  # json, YAML, a missing file or key: whatever is damaged, say so in one line
+        raise UserError(f"{run}: its summary.json or config.yaml cannot be read ({describe(e)}): "
+                        "rerun it or move it out of the folder") from None
+    return summary, cfg
+
+
 def collect(root: str | Path) -> tuple[list[str], list[dict[str, Any]]]:
     """One row per run: the swept values, seed, best/final metric, baseline, params, wall time."""
     root = Path(root)
@@ -49,8 +60,7 @@ def collect(root: str | Path) -> tuple[list[str], list[dict[str, Any]]]:
     keys = _swept_keys(root)
     rows = []
     for run in runs:
-        summary = json.loads((run / "summary.json").read_text())
-        cfg = OmegaConf.load(run / "config.yaml")
+        summary, cfg = _read_run(run)
         metric = summary["best_metric"]
         rows.append({
             **{k: OmegaConf.select(cfg, k) for k in keys},

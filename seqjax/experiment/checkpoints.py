@@ -72,7 +72,7 @@ def _json_object(step_dir: Path, name: str) -> dict:
     return value
 
 
-def metadata_problem(step_dir: Path) -> str | None:
+def _metadata_problem(step_dir: Path) -> str | None:
     """Why orbax could not open ``step_dir`` (a damaged metadata or metrics file, no checksum), or ``None``."""
     try:
         _json_object(step_dir, "_CHECKPOINT_METADATA")
@@ -80,10 +80,6 @@ def metadata_problem(step_dir: Path) -> str | None:
     except ValueError as e:
         return str(e)
     return None if isinstance(metrics.get(CHECKSUM), str) else f"its metrics hold no {CHECKSUM}"
-
-
-def _closed_loop(unraisable: Any) -> bool:
-    return isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed"
 
 
 def _drop_closed_loop_errors() -> None:
@@ -95,7 +91,8 @@ def _drop_closed_loop_errors() -> None:
         return
 
     def hook(unraisable: Any) -> None:
-        if not _closed_loop(unraisable):
+        error = unraisable.exc_value
+        if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
             previous(unraisable)
 
     hook.drops_closed_loop = True  # type: ignore[attr-defined]
@@ -148,7 +145,7 @@ class Checkpoints:
             shutil.rmtree(partial, ignore_errors=True)
         committed = [int(p.name) for p in self.directory.glob("*") if p.is_dir() and p.name.isdigit()]
         for step in sorted(committed, reverse=True):
-            problem = metadata_problem(self.directory / str(step))
+            problem = _metadata_problem(self.directory / str(step))
             if problem:
                 self._move_aside(step, problem, tried=False)
         self.manager = self._open()

@@ -18,11 +18,13 @@ Every trial's config is composed and validated before the first one starts.  Eac
 nothing of the others; re-running the sweep skips finished trials (``summary.json`` present) and resumes
 unfinished ones from their latest checkpoint.  ``seqjax report <out>`` tabulates the results.
 
-The trial processes die with the runner: on Linux the kernel sends each one SIGTERM when the runner
-dies, however it dies (``prctl(PR_SET_PDEATHSIG)``), and a runner stopped by Ctrl-C or SIGTERM
-terminates them and starts no more.  A re-run refuses to start, in one line naming the PID, while a
-process (an orphaned worker of an earlier run, or a ``seqjax train`` by hand) still holds a pending
-trial's run-directory lock (:mod:`~seqjax.experiment.run_lock`).
+The trial processes die with the runner.  On Linux each one, first thing, asks the kernel for SIGTERM
+when the runner's pool thread that started it dies, however the runner dies (``prctl(PR_SET_PDEATHSIG)``
+in the child itself, as a ``preexec_fn`` is unsafe in a threaded process; the pool threads live until
+every trial has finished); a runner stopped by Ctrl-C or SIGTERM terminates them and starts no more.
+A re-run refuses to start, in one line naming the PID, while a process (an orphaned worker of an
+earlier run, or a ``seqjax train`` by hand) still holds a pending trial's run-directory lock
+(:mod:`~seqjax.experiment.run_lock`).
 
 ``seqjax sweep FILE KEY=VALUE ...`` (``run_sweep(path, overrides=[...])``) adds dotted overrides to every
 trial, after the file's ``overrides``, e.g. ``train.steps=4`` for a smoke run; a key the grid sweeps,
@@ -33,7 +35,6 @@ trial's config, so re-run an unfinished sweep with the same ones, or give it its
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import itertools
 import os
@@ -43,7 +44,7 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator, Optional
+from typing import IO, Any, Iterator, Optional
 
 from omegaconf import ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -145,23 +146,15 @@ def expand(spec: SweepConfig, experiments: list[Path], overrides: list[str] | tu
     return trials
 
 
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` asking the Linux kernel to SIGTERM the child when the thread that started it (a
-    pool thread, which lives until every trial has finished) dies; ``None`` elsewhere."""
-    if not sys.platform.startswith("linux"):
-        return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:  # the runner died before the request took effect
-            os._exit(1)
-
-    return preexec
+TRIAL = """\
+import ctypes, os, signal, sys
+if sys.platform.startswith("linux"):
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != int(sys.argv[1]):  # the runner died before the request took effect
+        sys.exit(1)
+from seqjax.cli import main
+sys.exit(main(sys.argv[2:]))
+"""  # a trial process: ask the kernel for SIGTERM when the runner's thread that started it dies, then train
 
 
 class Workers:
@@ -177,7 +170,7 @@ class Workers:
         with self._lock:
             if self._stopped:
                 return -signal.SIGTERM
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent())
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
             self._live.add(proc)
         try:
             return proc.wait()
@@ -194,7 +187,7 @@ class Workers:
 
 def _run_trial(trial: Trial, quiet: bool, workers: Workers) -> int:
     trial.run_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "seqjax.cli", "train", str(trial.experiment), *trial.overrides,
+    cmd = [sys.executable, "-c", TRIAL, str(os.getpid()), "train", str(trial.experiment), *trial.overrides,
            "train.progress=false"]
     with open(trial.run_dir / "train.log", "a") as log:
         rc = workers.run(cmd, log)

@@ -42,6 +42,16 @@ class Cell(NamedTuple):
     bptt: FusedBPTT | None = None
 
 
+def hidden_of(carry: Carry) -> Array:
+    """The hidden state ``h`` in a cell's carry: ``carry.h`` for the LSTM's ``(c, h)``, else the carry itself.
+
+    >>> from seqjax.cells.lstm import LSTMCarry
+    >>> hidden_of(LSTMCarry(c=jnp.zeros(2), h=jnp.ones(2)))
+    Array([1., 1.], dtype=float32)
+    """
+    return getattr(carry, "h", carry)
+
+
 def _compose_step(input_proj, recur):
     def step(params, carry, x_t):
         return recur(params, carry, input_proj(params, x_t))

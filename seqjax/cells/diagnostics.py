@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqjax.cells.base import Cell
+from seqjax.cells.base import Cell, hidden_of
 from seqjax.typing import Params
 
 
@@ -29,10 +29,6 @@ def count_params(params: Any) -> int:
 def spectral_norm(w: jax.Array) -> jax.Array:
     """Largest singular value ``sigma_max(W) = ||W||_2``."""
     return jnp.linalg.norm(w, ord=2)
-
-
-def _last_hidden(carry: Any) -> jax.Array:
-    return getattr(carry, "h", carry)
 
 
 def gradient_flow(cell: Cell, params: Params, xs: jax.Array, direction: jax.Array | None = None) -> jax.Array:
@@ -52,7 +48,7 @@ def gradient_flow(cell: Cell, params: Params, xs: jax.Array, direction: jax.Arra
             return c, None
 
         c, _ = jax.lax.scan(body, carry0, jnp.swapaxes(xp, 0, 1))
-        return jnp.sum(_last_hidden(c) @ v)
+        return jnp.sum(hidden_of(c) @ v)
 
     grads = jax.grad(loss)(xp)  # [B, T, G*H]
     return jnp.mean(jnp.linalg.norm(grads, axis=-1), axis=0)

@@ -30,7 +30,7 @@ import numpy as np
 from seqjax.cells.base import Cell
 from seqjax.cells.fused_bptt import run_fused
 from seqjax.errors import check_choice
-from seqjax.ops.masking import hold_where, zero_where_padded
+from seqjax.ops.masking import hold_where, length_mask, zero_where_padded
 from seqjax.typing import Array, Carry, Params
 
 MERGE_MODES = ("concat", "sum", "mean")
@@ -125,7 +125,7 @@ def run(
     batch, time = xs.shape[:2]
     carry = cell.initial_carry((batch,)) if initial_carry is None else initial_carry
     xs_t = jnp.swapaxes(xs, 0, 1)  # [T, B, F]: transpose the narrower input, not the projection
-    mask = None if lengths is None else jnp.arange(time)[:, None] < lengths[None, :]  # [T, B]
+    mask = None if lengths is None else length_mask(lengths, time).T  # [T, B]
     hoist = hoist_input_projection()
     if bptt == "fused" and cell.bptt is not None and not (hoist or remat or return_carries):
         carry, ys = run_fused(cell.bptt, params, carry, xs_t, mask, reverse=reverse, unroll=unroll)
@@ -199,5 +199,4 @@ def merge_masked(
     y = merge_directions(y_fwd, y_bwd, merge)
     if lengths is None:
         return y
-    valid = jnp.arange(y.shape[1])[None, :, None] < lengths[:, None, None]
-    return jnp.where(valid, y, jnp.zeros_like(y))
+    return jnp.where(length_mask(lengths, y.shape[1])[:, :, None], y, jnp.zeros_like(y))

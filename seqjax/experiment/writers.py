@@ -9,12 +9,29 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
-from tensorboardX import SummaryWriter
-
 METRICS_FILE = "metrics.jsonl"
+
+
+def summary_writer_class() -> type:
+    """``tensorboardX.SummaryWriter``, imported without torch.
+
+    tensorboardX imports torch whenever it is installed, only to accept torch tensors (seqjax logs
+    floats); that import costs seconds per process.  Unless torch is already loaded, it is hidden for
+    the duration of the import, and tensorboardX falls back to numpy as it does without torch.
+    """
+    if "torch" in sys.modules or "tensorboardX" in sys.modules:
+        from tensorboardX import SummaryWriter
+        return SummaryWriter
+    sys.modules["torch"] = None  # type: ignore[assignment]  # makes `import torch` raise ImportError
+    try:
+        from tensorboardX import SummaryWriter
+    finally:
+        del sys.modules["torch"]
+    return SummaryWriter
 
 
 def read_rows(run_dir: str | Path) -> list[dict]:
@@ -42,7 +59,7 @@ class MetricsWriter:
         self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
         self.rows = kept
         self._file = self.path.open("a")
-        self._tb = SummaryWriter(str(Path(run_dir) / "tb"), purge_step=start_step + 1 if start_step else None)
+        self._tb = summary_writer_class()(str(Path(run_dir) / "tb"), purge_step=start_step + 1 if start_step else None)
 
     def write(self, step: int, split: str, metrics: dict[str, Any]) -> None:
         row = {"step": step, "split": split, **{k: _plain(v) for k, v in metrics.items()}}

@@ -37,8 +37,7 @@ import jax.numpy as jnp
 import optax
 
 from seqjax.cells import make_cell, scan
-from seqjax.cells.base import Cell, readout, readout_init
-from seqjax.cells.lstm import LSTMCarry
+from seqjax.cells.base import Cell, hidden_of, readout, readout_init
 from seqjax.errors import COUNT, UNIT, UserError, check_fields, checked
 from seqjax.models.precision import check_precision, compute_dtype, param_dtype
 from seqjax.models.recurrent import RecurrentOptions
@@ -52,6 +51,7 @@ from seqjax.ops.attention import (
     source_mask,
 )
 from seqjax.ops.initializers import input_init
+from seqjax.ops.masking import length_mask
 from seqjax.tasks.tokens import BOS, EOS, PAD
 from seqjax.typing import Array, Carry
 
@@ -107,15 +107,11 @@ class Decoder(NamedTuple):
     kind: str
 
 
-def _hidden(carry: Carry) -> Array:
-    return carry.h if isinstance(carry, LSTMCarry) else carry
-
-
 def _context_of(top_carry: Any, bidirectional: bool) -> Array:
     if bidirectional:
         c_fwd, c_bwd = top_carry
-        return jnp.concatenate([_hidden(c_fwd), _hidden(c_bwd)], axis=-1)
-    return _hidden(top_carry)
+        return jnp.concatenate([hidden_of(c_fwd), hidden_of(c_bwd)], axis=-1)
+    return hidden_of(top_carry)
 
 
 @functools.lru_cache(maxsize=None)
@@ -161,7 +157,7 @@ def decoder_step(
     e = p["embed"][y_prev]
     weights = jnp.zeros(ctx.mask.shape, jnp.float32)
     if dec.kind == "bahdanau":
-        att, weights = attend(dec.attention, p["attention"], _hidden(carry), ctx.memory, ctx.mask)
+        att, weights = attend(dec.attention, p["attention"], hidden_of(carry), ctx.memory, ctx.mask)
         carry, h = dec.cell.step(p["cell"], carry, jnp.concatenate([e, ctx.c, att], -1))
         out = jnp.concatenate([h, att], -1)
     else:
@@ -232,7 +228,7 @@ def decoder_inputs(tgt: Array) -> Array:
 
 def target_mask(tgt_len: Array, T: int) -> Array:
     """``[B, T]`` float weights ``t < tgt_len`` (targets up to and including EOS)."""
-    return (jnp.arange(T)[None, :] < tgt_len[:, None]).astype(jnp.float32)
+    return length_mask(tgt_len, T).astype(jnp.float32)
 
 
 def sequence_log_likelihood(logits: Array, tgt: Array, tgt_len: Array) -> Array:

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 
 from seqjax.errors import check_choice
 from seqjax.ops.initializers import input_init
+from seqjax.ops.masking import length_mask
 from seqjax.typing import Array, Params
 
 ATTENTION_KINDS = ("none", "bahdanau", "luong")
@@ -88,7 +89,7 @@ def source_mask(lengths: Array | None, source_len: int, batch: int) -> Array:
     """``[B, S]`` booleans ``s < L_b`` (all true when ``lengths`` is None)."""
     if lengths is None:
         return jnp.ones((batch, source_len), bool)
-    return jnp.arange(source_len)[None, :] < lengths[:, None]
+    return length_mask(lengths, source_len)
 
 
 def masked_softmax(scores: Array, mask: Array) -> Array:

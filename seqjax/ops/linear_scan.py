@@ -33,6 +33,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
+from seqjax.ops.masking import length_mask
 from seqjax.typing import Array
 
 METHODS = ("auto", "associative", "sequential", "chunked")
@@ -162,16 +163,6 @@ def _time_mask(mask: Array, like: Array) -> Array:
     return jnp.asarray(mask).reshape(mask.shape + (1,) * (like.ndim - 2))
 
 
-def valid_mask(lengths: Array, steps: int) -> Array:
-    """``[batch, time]``: ``t < lengths[b]``.
-
-    >>> valid_mask(jnp.array([1, 3]), 3).astype(int)
-    Array([[1, 0, 0],
-           [1, 1, 1]], dtype=int32)
-    """
-    return jnp.arange(steps)[None, :] < jnp.asarray(lengths)[:, None]
-
-
 # h_t = plus(times(a'_t, h_{t-1}), b'_t), a' = zero at resets, (a', b') = (one, zero) past the lengths
 def _scan(
     ring: Semiring, a: Array, b: Array, h0: Array | None, method: str, chunk_size: int,
@@ -185,7 +176,7 @@ def _scan(
     b = jnp.asarray(b, dtype)
     if resets is not None:
         a = jnp.where(_time_mask(resets, a), jnp.asarray(ring.zero, dtype), a)
-    valid = None if lengths is None else _time_mask(valid_mask(lengths, b.shape[1]), b)
+    valid = None if lengths is None else _time_mask(length_mask(lengths, b.shape[1]), b)
     if valid is not None:
         a, b = jnp.where(valid, a, jnp.asarray(ring.one, dtype)), jnp.where(valid, b, jnp.asarray(ring.zero, dtype))
     if h0 is not None:

@@ -1,4 +1,7 @@
-"""seqjax.ops.masking."""
+"""Masks for padded batches: which positions of each sequence are real, and holding state past the end.
+
+A padded batch stores sequence ``b`` in positions ``t < lengths[b]``; everything here derives from that.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,17 @@ import jax
 import jax.numpy as jnp
 
 from seqjax.typing import Array
+
+
+# valid[b, t] = t < lengths[b]
+def length_mask(lengths: Array, steps: int) -> Array:
+    """``[batch, steps]`` booleans: position ``t`` of sequence ``b`` is real (``t < lengths[b]``).
+
+    >>> length_mask(jnp.array([1, 3]), 3).astype(int)
+    Array([[1, 0, 0],
+           [1, 1, 1]], dtype=int32)
+    """
+    return jnp.arange(steps)[None, :] < jnp.asarray(lengths)[:, None]
 
 
 def hold_where(mask_t: Array | None, new: Any, old: Any) -> Any:

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from seqjax.ops.linear_scan import linear_scan, valid_mask
+from seqjax.ops.linear_scan import linear_scan
+from seqjax.ops.masking import length_mask
 from seqjax.typing import Array
 
 
@@ -85,7 +86,7 @@ def ssd(
     steps = x.shape[1]
     if resets is not None:
         alpha = jnp.where(resets[..., None], -jnp.inf, alpha)
-    valid = None if lengths is None else valid_mask(lengths, steps)
+    valid = None if lengths is None else length_mask(lengths, steps)
     if valid is not None:  # a = 1 and no input past the end: the state is held
         alpha, x = jnp.where(valid[..., None], alpha, 0.0), jnp.where(valid[..., None, None], x, 0.0)
     chunk_size = min(chunk_size, steps)

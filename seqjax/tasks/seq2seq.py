@@ -40,6 +40,7 @@ from seqjax.tasks.registry import register_task
 
 Array = jax.Array
 Batch = dict[str, Array]
+from seqjax.ops.masking import length_mask
 from seqjax.tasks.tokens import BOS, EOS, FIRST, PAD  # noqa: F401  (BOS: public)
 
 
@@ -138,7 +139,7 @@ def _symbols_task(name: str, transform: Callable[[Array, Array], Array]) -> Call
 def _sorted_valid(x: Array, n: Array) -> Array:
     """Each row's first ``n`` entries in increasing order."""
     big = jnp.iinfo(jnp.int32).max
-    return jnp.sort(jnp.where(jnp.arange(x.shape[1])[None, :] < n[:, None], x, big), axis=1)
+    return jnp.sort(jnp.where(length_mask(n, x.shape[1]), x, big), axis=1)
 
 
 register_task("reverse", SymbolsOptions)(_symbols_task("reverse", _reverse_valid))
@@ -280,7 +281,7 @@ def decoded_metrics(pred: Array, tgt: Array, tgt_len: Array) -> dict[str, Array]
     if pred.shape[1] < T:
         pred = jnp.pad(pred, ((0, 0), (0, T - pred.shape[1])), constant_values=PAD)
     pred = pred[:, :T]
-    valid = jnp.arange(T)[None, :] < tgt_len[:, None]
+    valid = length_mask(tgt_len, T)
     right = (pred == tgt) & valid
     return {
         "exact_match": jnp.mean(jnp.all(right | ~valid, axis=1).astype(jnp.float32)),

@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -113,7 +114,10 @@ def test_a_rerun_refuses_to_start_while_a_trial_is_still_being_trained(tmp_path)
     assert not (trial.run_dir / "train.log").exists()  # nothing started
 
 
-def test_killing_the_runner_takes_its_workers_down(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_killing_the_runner_takes_its_workers_down(tmp_path, signum):
+    """SIGKILL: the runner gets no chance to clean up, the kernel signals the worker (PR_SET_PDEATHSIG);
+    SIGTERM: the runner terminates its workers and exits 128 + 15."""
     from seqjax.experiment.run_lock import lock_holder
 
     path = _tiny_sweep(tmp_path, 1000000)
@@ -124,8 +128,8 @@ def test_killing_the_runner_takes_its_workers_down(tmp_path):
         assert runner.poll() is None and time.time() < deadline
         time.sleep(0.1)
     worker = int(lock_holder(trial.run_dir))
-    runner.kill()  # SIGKILL: the runner gets no chance to clean up; the kernel signals the worker
-    runner.wait()
+    runner.send_signal(signum)
+    assert runner.wait(timeout=60) == (-signum if signum == signal.SIGKILL else 128 + signum)
     deadline = time.time() + 60
     while lock_holder(trial.run_dir) is not None:
         assert time.time() < deadline, f"worker {worker} outlived its runner"

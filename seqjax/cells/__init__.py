@@ -18,7 +18,19 @@ CELLS: dict[str, Callable[..., Cell]] = {"rnn": rnn, "lstm": lstm, "gru": gru}
 
 
 def make_cell(name: str, hidden_size: int, **options: Any) -> Cell:
-    """Build a cell by name (``"rnn"``, ``"lstm"``, ``"gru"``) with its options."""
+    """Build a cell by name (``"rnn"``, ``"lstm"``, ``"gru"``) with its options.
+
+    >>> import jax, jax.numpy as jnp
+    >>> cell = make_cell("rnn", 4, activation="tanh")
+    >>> params = cell.init(jax.random.key(0), 3)
+    >>> carry, h = cell.step(params, cell.initial_carry((2,)), jnp.ones((2, 3)))
+    >>> h.shape
+    (2, 4)
+    >>> make_cell("elman", 4)
+    Traceback (most recent call last):
+    ...
+    seqjax.errors.UserError: unknown cell 'elman': choose one of 'rnn', 'lstm', 'gru'
+    """
     check_choice("cell", name, CELLS)
     try:
         return CELLS[name](hidden_size, **options)

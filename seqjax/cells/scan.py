@@ -118,6 +118,19 @@ def run(
     Returns:
       ``(final_carry, ys)`` with ``ys`` ``[batch, time, hidden]``, or
       ``(final_carry, ys, carries)`` when ``return_carries``.
+
+    >>> import jax, jax.numpy as jnp
+    >>> from seqjax import make_cell, scan
+    >>> cell = make_cell("lstm", 16)
+    >>> params = cell.init(jax.random.key(0), 3)
+    >>> carry, ys = scan.run(cell, params, jnp.ones((2, 5, 3)), lengths=jnp.array([5, 2]))
+    >>> ys.shape, carry.h.shape
+    ((2, 5, 16), (2, 16))
+    >>> bool(jnp.all(ys[1, 2:] == 0))  # zero past the second sequence's end ...
+    True
+    >>> short, _ = scan.run(cell, params, jnp.ones((2, 2, 3)))
+    >>> bool(jnp.allclose(carry.h[1], short.h[1]))  # ... whose state is held from its last real step
+    True
     """
     check_choice("bptt", bptt, BPTT_MODES)
     lengths = None if lengths is None else jnp.asarray(lengths)
@@ -186,6 +199,14 @@ def bidirectional(
 
     Returns ``((carry_fwd, carry_bwd), y)``; ``carry_bwd`` is the backward
     pass's state after reading ``x_0``.  Padded positions of ``y`` are zero.
+
+    >>> import jax, jax.numpy as jnp
+    >>> from seqjax import make_cell
+    >>> fwd, bwd = make_cell("gru", 8), make_cell("gru", 8)
+    >>> p_f, p_b = fwd.init(jax.random.key(0), 3), bwd.init(jax.random.key(1), 3)
+    >>> _, y = bidirectional(fwd, p_f, bwd, p_b, jnp.ones((2, 5, 3)), lengths=jnp.array([5, 2]))
+    >>> y.shape  # "concat": [forward, backward] features
+    (2, 5, 16)
     """
     c_f, y_f = run(cell_fwd, params_fwd, xs, lengths=lengths, **scan_options)
     c_b, y_b = run(cell_bwd, params_bwd, xs, lengths=lengths, reverse=True, **scan_options)

@@ -126,7 +126,19 @@ class ExperimentConfig:
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> DictConfig:
-    """Compose, override and validate an experiment (a YAML file, or a run directory) -> typed config."""
+    """Compose, override and validate an experiment (a YAML file, or a run directory) -> typed config.
+
+    >>> from pathlib import Path
+    >>> import seqjax
+    >>> path = Path(seqjax.__file__).parents[1] / "configs" / "experiments" / "adding_lstm.yaml"
+    >>> cfg = load_config(path, ["model.hidden_size=32"])
+    >>> cfg.model.name, cfg.model.hidden_size, cfg.task.name, cfg.run_dir
+    ('lstm', 32, 'adding', 'runs/adding_lstm')
+    >>> load_config(path, ["model.hiden_size=32"])
+    Traceback (most recent call last):
+    ...
+    seqjax.errors.UserError: command line: unknown key 'model.hiden_size' (did you mean 'hidden_size'?) ...
+    """
     path = Path(path)
     swaps = {o.split("=", 1)[0]: o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] in PART_DIRS}
     overrides = [o for o in overrides if o.split("=", 1)[0] not in PART_DIRS]

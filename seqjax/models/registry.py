@@ -65,6 +65,20 @@ def get_backbone(name: str) -> BackboneSpec:
 
 
 def build_backbone(name: str, opts: Any) -> nn.Module:
+    """The Flax module of backbone ``name`` built from its options dataclass.
+
+    >>> import jax, jax.numpy as jnp
+    >>> opts = get_backbone("lstm").options(hidden_size=8)
+    >>> module = build_backbone("lstm", opts)
+    >>> x = jnp.ones((2, 5, 3))
+    >>> variables = module.init(jax.random.key(0), x)
+    >>> module.apply(variables, x).shape
+    (2, 5, 8)
+    >>> state = module.apply(variables, 2, method=module.initial_state)
+    >>> state, y_0 = module.apply(variables, state, x[:, 0], method=module.step)
+    >>> bool(jnp.allclose(y_0, module.apply(variables, x)[:, 0], atol=1e-6))
+    True
+    """
     return get_backbone(name).build(opts)
 
 

@@ -28,5 +28,13 @@ def get_task(name: str) -> TaskSpec:
 
 
 def make_task(name: str, opts: Any | None = None) -> Task:
+    """The task registered under ``name``, built from ``opts`` (default: its options' defaults).
+
+    >>> import jax
+    >>> task = make_task("adding", get_task("adding").options(seq_len=20))
+    >>> batch = task.sample(jax.random.key(0), 4)
+    >>> batch["inputs"].shape, batch["targets"].shape, task.kind
+    ((4, 20, 2), (4, 1), 'regress_last')
+    """
     spec = get_task(name)
     return spec.make(spec.options() if opts is None else opts)

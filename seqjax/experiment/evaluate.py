@@ -10,30 +10,27 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from omegaconf import DictConfig
 
 from seqjax.errors import UserError, check_choice, describe
 from seqjax.experiment.checkpoints import Checkpoints
 from seqjax.experiment.config import load_config
 from seqjax.experiment.state import TrainState
 
+if TYPE_CHECKING:
+    from seqjax.experiment.loop import Trainer
+
 
 def evaluate_run(run_dir: str, split: str = "test", step: int | None = None, overrides: list[str] = ()) -> dict:
     """Score the run's best (or ``step``'s) checkpoint on the fixed ``split``; writes ``eval_<split>.json``."""
-    from seqjax.experiment.loop import (
-        Trainer,  # the same model, state and shardings as training
-    )
-
     bad = [o for o in overrides if not o.startswith("task.")]
     if bad:
         raise UserError(f"eval override {bad[0]!r} is not allowed: only task.* keys can change for a trained model, "
                         "e.g. task.seq_len=1024")
     cfg = load_config(run_dir, list(overrides))
-    trainer = Trainer(cfg)
-    ckpt = trainer.checkpoints()
-    try:
-        step, state = _restore(ckpt, trainer.init_state(), run_dir, step)
-    finally:
-        ckpt.close()
+    trainer, step, state = restore_trained(cfg, step)
     examples = cfg.train.test_examples if split == "test" else cfg.train.eval_examples
     metrics = trainer.evaluate(state.params, split, examples)
     result = {"split": split, "step": step, "examples": examples, "metrics": metrics,
@@ -41,6 +38,20 @@ def evaluate_run(run_dir: str, split: str = "test", step: int | None = None, ove
     suffix = "".join(f"_{o.removeprefix('task.').replace('=', '')}" for o in overrides)
     (Path(run_dir) / f"eval_{split}{suffix}.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def restore_trained(cfg: DictConfig, step: int | None = None) -> tuple[Trainer, int, TrainState]:
+    """The :class:`~seqjax.experiment.loop.Trainer` of a run directory's config (``cfg.run_dir``) and its best
+    (or ``step``'s) checkpoint: ``(trainer, step, state)``; a one-line :class:`UserError` when there is none."""
+    from seqjax.experiment.loop import Trainer  # the same model, state and shardings as training
+
+    trainer = Trainer(cfg)
+    ckpt = trainer.checkpoints()
+    try:
+        step, state = _restore(ckpt, trainer.init_state(), cfg.run_dir, step)
+    finally:
+        ckpt.close()
+    return trainer, step, state
 
 
 def _restore(ckpt: Checkpoints, like: TrainState, run_dir: str, step: int | None) -> tuple[int, TrainState]:

@@ -7,7 +7,8 @@
     y       = norm(x_L)
 
 Each block maps ``[batch, time, d_model] -> same`` and has the step pair
-``initial_state(batch_size)`` / ``step(state, x_t)``; the stack threads one
+``initial_state(batch_size)`` / ``step(state, x_t)`` and the chunk form ``chunk(state, x) -> (state, y)``
+(a chunk of any length in the parallel form, from and to the step form's state); the stack threads one
 state per block.  The stack's own layers compute in ``dtype`` (``None``: ``param_dtype``); the input
 is cast to it (:mod:`seqjax.models.precision`); the blocks carry their own ``dtype``.
 """
@@ -69,6 +70,25 @@ class CausalConv(nn.Module):
         """One token: ``(buffer, x_t [batch, c_in]) -> (buffer', y_t [batch, features])``."""
         return self(x_t, buffer)
 
+    def chunk(self, buffer: Array, x: Array) -> tuple[Array, Array]:
+        """A chunk ``x [batch, T, c_in]`` after the buffered inputs: the parallel form over ``[buffer, x]``, whose
+        first ``(k-1) d`` outputs (those of the buffered inputs) are dropped; the new buffer is the last ``(k-1) d``
+        inputs.
+
+        >>> import jax
+        >>> conv = CausalConv(features=2, kernel_size=3, dilation=2)
+        >>> x = jnp.arange(12.0).reshape(1, 6, 2)
+        >>> params = conv.init(jax.random.key(0), x)
+        >>> buffer = conv.initial_state(1, 2)
+        >>> buffer, first = conv.apply(params, buffer, x[:, :4], method=conv.chunk)
+        >>> buffer, rest = conv.apply(params, buffer, x[:, 4:], method=conv.chunk)
+        >>> bool(jnp.allclose(jnp.concatenate([first, rest], 1), conv.apply(params, x)))
+        True
+        """
+        held = buffer.shape[1]
+        window = jnp.concatenate([buffer.astype(x.dtype), x], axis=1)
+        return window[:, window.shape[1] - held:].astype(buffer.dtype), self(window)[:, held:]
+
 
 class FeedForward(nn.Module):
     """A position-wise MLP block, ``W_d act(W_1 x + b_1) + b_d``; ``gated``: ``W_d (act(W_1 x + b_1) * (W_2 x + b_2)) + b_d``.
@@ -102,6 +122,9 @@ class FeedForward(nn.Module):
 
     def step(self, state: tuple[()], x_t: Array) -> tuple[tuple[()], Array]:
         return state, self(x_t)
+
+    def chunk(self, state: tuple[()], x: Array) -> tuple[tuple[()], Array]:
+        return state, self(x)
 
 
 NORMS = {"layer": nn.LayerNorm, "rms": nn.RMSNorm}
@@ -145,13 +168,21 @@ class ResidualStack(nn.Module):
 
     def step(self, state: list[Any], x_t: Array) -> tuple[list[Any], Array]:
         """One token (dropout off): ``x_t [batch, d_in] -> y_t [batch, d_model]``."""
-        x_t = self._embed(x_t)
+        return self._thread(state, x_t, "step")
+
+    def chunk(self, state: list[Any], x: Array) -> tuple[list[Any], Array]:
+        """A chunk (dropout off) from the carried state: ``x [batch, T, d_in] -> y [batch, T, d_model]``."""
+        return self._thread(state, x, "chunk")
+
+    def _thread(self, state: list[Any], x: Array, form: str) -> tuple[list[Any], Array]:
+        """Each block's ``form`` (``"step"`` or ``"chunk"``) in turn, threading its state through the residual."""
+        x = self._embed(x)
         new_state = []
         for norm, block, s in zip(self.norms, self.blocks, state):
-            s, y = block.step(s, norm(x_t))
-            x_t = x_t + y
+            s, y = getattr(block, form)(s, norm(x))
+            x = x + y
             new_state.append(s)
-        return new_state, self.final_norm(x_t)
+        return new_state, self.final_norm(x)
 
 
 SSM_PARAM_NAMES = frozenset({"log_dt", "Lambda_log_neg_re", "Lambda_im", "P", "B", "A_log"})

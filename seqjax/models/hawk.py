@@ -16,7 +16,8 @@ whose ``segment_pos = 0`` there; the step form carries that flag). The recurrent
 ``a^2 ~ U[min_rad^2, max_rad^2]``, so the base ``a`` lies in ``[0.9, 0.999]`` (the paper words it as
 ``a^c`` in that range; the code is what was trained, so we follow it). Gate weights ``~ N(0, 1/D_rnn)``,
 biases 0, conv weights ``~ N(0, 0.01/4)``. ``a_param`` is the ``"ssm"`` group (``optim.ssm_lr``, no weight
-decay). Step state: ``(conv buffer [batch, 3, D_rnn], h [batch, D_rnn], fresh [batch])``.
+decay). Step state: ``(conv buffer [batch, 3, D_rnn], h [batch, D_rnn], fresh [batch])``; the chunk form runs the
+parallel form over a chunk from it (``rho = 1`` at its first token where ``fresh``).
 
 Precision: projections, conv and MLP in ``dtype``; gates, ``a_t`` and the scan at least float32.
 """
@@ -155,10 +156,16 @@ class RGLRUBlock(nn.Module):
 
     def step(self, state: tuple[Array, Array, Array], u_t: Array) -> tuple[tuple[Array, Array, Array], Array]:
         """One token from ``(conv buffer, h, fresh)``: a fresh state starts a document (``rho = 1``)."""
+        state, out = self.chunk(state, u_t[:, None])
+        return state, out[:, 0]
+
+    def chunk(self, state: tuple[Array, Array, Array], u: Array) -> tuple[tuple[Array, Array, Array], Array]:
+        """A chunk ``u [batch, T, d_model]`` from ``(conv buffer, h, fresh)``, in the parallel form."""
         buffer, h, fresh = state
-        buffer, x = self.conv.step(buffer, self.linear_x(u_t))
-        _, h = self._rg_lru(x[:, None], h, fresh[:, None], "sequential")
-        out = self.linear_out(h.astype(self._dtype()) * nn.gelu(self.linear_y(u_t)))
+        buffer, x = self.conv.chunk(buffer, self.linear_x(u))
+        starts = jnp.zeros(u.shape[:2], bool).at[:, 0].set(fresh)
+        hs, h = self._rg_lru(x, h, starts, self.scan_method)
+        out = self.linear_out(hs.astype(self._dtype()) * nn.gelu(self.linear_y(u)))
         return (buffer, h, jnp.zeros_like(fresh)), out
 
 

@@ -9,7 +9,8 @@ The scan is :func:`~seqjax.ops.linear_scan.linear_scan` on the complex diagonal 
 Initialization: the ring init below, ``gamma_log = log sqrt(1 - |lambda|^2)`` of the initial ``lambda`` (trained as
 its own parameter, as minimal-LRU does), ``B_re, B_im ~ N(0, 1/(2H))``, ``C_re, C_im ~ N(0, 1/N)``, ``D ~ N(0, 1)``.
 ``nu_log, theta_log, gamma_log, B_re, B_im`` form the ``"ssm"`` group (``optim.ssm_lr``, e.g. half the
-learning rate, and no weight decay, as in the paper). The step form carries ``x [batch, N]`` (complex).
+learning rate, and no weight decay, as in the paper). The step form carries ``x [batch, N]`` (complex); the chunk
+form scans a chunk from it.
 
 Precision: parameters in ``param_dtype``; the recurrence in ``dtype`` promoted to at least float32 (complex64 or
 complex128); the GLU in ``dtype``.
@@ -112,8 +113,13 @@ class LRUBlock(nn.Module):
 
     def step(self, state: Array, u_t: Array) -> tuple[Array, Array]:
         """One token: ``x <- lambda x + gamma (B u_t)``, ``y = Re(C x) + D u_t``, then the GLU."""
-        y, state = self._recurrence(u_t[:, None], state, "sequential")
-        return state, self._glu(y[:, 0])
+        state, y = self.chunk(state, u_t[:, None])
+        return state, y[:, 0]
+
+    def chunk(self, state: Array, u: Array) -> tuple[Array, Array]:
+        """A chunk ``u [batch, T, H]`` from the carried ``x``: the parallel form with ``x_0 = state``."""
+        y, state = self._recurrence(u, state, self.scan_method)
+        return state, self._glu(y)
 
 
 @dataclasses.dataclass

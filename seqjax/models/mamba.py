@@ -10,7 +10,7 @@ Initialization as in the paper: ``A = -(1, 2, ..., N)`` per channel (S4D-real),
 ``b_dt = softplus^{-1}(dt_0)`` with ``dt_0`` log-uniform in
 ``[dt_min, dt_max]`` (floored at ``dt_floor``), ``W_dt ~ U(+-R^{-1/2})``,
 ``D = 1``. The step form carries ``(conv_state [batch, d_conv-1, d_inner],
-ssm_state [batch, d_inner, N])``.
+ssm_state [batch, d_inner, N])``; the chunk form runs the parallel form over a chunk from that state.
 
 Precision: parameters in ``param_dtype``; projections and the convolution compute in ``dtype``
 (``None``: ``param_dtype``); the selective scan (its inputs, ``A`` and its state) runs in ``dtype``
@@ -126,6 +126,14 @@ class MambaBlock(nn.Module):
         conv_state, x = self.conv.step(conv_state, x)
         out, ssm_state = self._scan(nn.silu(x)[:, None], z[:, None], ssm_state, 1, "sequential")
         return (conv_state, ssm_state), out[:, 0]
+
+    def chunk(self, state: tuple[Array, Array], u: Array) -> tuple[tuple[Array, Array], Array]:
+        """A chunk ``u [batch, T, d_model]``: the parallel form after the buffered conv inputs, from ``ssm_state``."""
+        conv_state, ssm_state = state
+        x, z = jnp.split(self.in_proj(u), 2, axis=-1)
+        conv_state, x = self.conv.chunk(conv_state, x)
+        out, ssm_state = self._scan(nn.silu(x), z, ssm_state, self.chunk_size, self.scan_method)
+        return (conv_state, ssm_state), out
 
 
 @dataclasses.dataclass

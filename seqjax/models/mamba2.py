@@ -8,7 +8,8 @@
 
 ``H = d_inner / head_dim`` heads, ``G = n_groups`` groups of ``B, C`` (head ``h`` reads group
 ``h // (H / G)``). The parallel form is SSD's chunked matrix form (:func:`~seqjax.ops.ssd.ssd`, chunks of
-``chunk_size``); the step form is the same function on one token from the carried state.
+``chunk_size``); the step form is the same function on one token from the carried state, and the chunk form on
+a chunk of any length.
 Initialization as the reference: ``A = -U[1, 16]``, ``b_dt = softplus^{-1}(dt_0)`` with ``dt_0``
 log-uniform in ``[dt_min, dt_max]``, ``D = 1``, ``w = 1``. ``A_log, dt_bias, D`` are the ``"ssm"`` group
 (``optim.ssm_lr``, no weight decay). The step form carries ``(conv buffer [batch, d_conv - 1, d_inner + 2 G N],
@@ -131,6 +132,14 @@ class Mamba2Block(nn.Module):
         buffer, xbc = self.conv.step(buffer, xbc)
         out, h = self._mix(z[:, None], nn.silu(xbc)[:, None], dt[:, None], h, 1)
         return (buffer, h), out[:, 0]
+
+    def chunk(self, state: tuple[Array, Array], u: Array) -> tuple[tuple[Array, Array], Array]:
+        """A chunk ``u [batch, T, d_model]``: SSD's chunked form after the buffered conv inputs, from ``H``."""
+        buffer, h = state
+        z, xbc, dt = self._split(u)
+        buffer, xbc = self.conv.chunk(buffer, xbc)
+        out, h = self._mix(z, nn.silu(xbc), dt, h, self.chunk_size)
+        return (buffer, h), out
 
 
 @dataclasses.dataclass

@@ -12,7 +12,8 @@ gate. The parallel form scans the logarithms (:func:`~seqjax.ops.linear_scan.log
 ``delta = softplus(-k^f) - softplus(-k^i)``: ``log f' = -softplus(delta)``, ``log b = -softplus(-delta) +
 log g(k~)`` (minLSTM), so ``h > 0`` is never formed from a long product. The step form is the linear
 recurrence above, written again in linear space; it starts from ``h = 0`` (the parallel form's empty
-state, ``log h_0 = -inf``: no prefix term). Layers follow lucidrains' minLM: a pre-RMSNorm residual
+state, ``log h_0 = -inf``: no prefix term). The chunk form is the parallel form from a carried ``h``
+(``log h_0 = log h``). Layers follow lucidrains' minLM: a pre-RMSNorm residual
 minRNN with an output projection, then a pre-RMSNorm residual feed-forward ``d -> 4d -> d`` (GELU).
 
 Precision: projections in ``dtype``; gates, the scan and the state at least float32.
@@ -153,6 +154,13 @@ class MinRNN(nn.Module):
     def step(self, state: Array, x_t: Array) -> tuple[Array, Array]:
         h = CELLS[self.cell][2](state, self.to_gates(x_t).astype(self._real()))
         return h, self.to_out(h.astype(self._dtype()))
+
+    def chunk(self, state: Array, x: Array) -> tuple[Array, Array]:
+        """A chunk ``x [batch, T, d_model]`` from the carried ``h`` (``h >= 0``), in log space."""
+        log_a, log_b = CELLS[self.cell][1](self.to_gates(x).astype(self._real()))
+        log_h, log_last = log_linear_scan(log_a, log_b, jnp.log(state), method=self.scan_method,
+                                          chunk_size=self.chunk_size, return_state=True)
+        return jnp.exp(log_last), self.to_out(jnp.exp(log_h).astype(self._dtype()))
 
 
 @dataclasses.dataclass

@@ -7,7 +7,8 @@ Every causal layer has two forms sharing one set of parameters:
 
 * parallel: ``layer(x, lengths)`` over ``[batch, time, features]``;
 * step: ``layer.step(state, x_t) -> (state, y_t)`` over ``[batch, features]``,
-  with ``layer.initial_state(batch_size)`` as the first state.
+  with ``layer.initial_state(batch_size)`` as the first state;
+* chunk: ``layer.chunk(state, x) -> (state, y)``, the parallel form from a carried state.
 
 Bidirectional layers have no step form and say so.
 """
@@ -96,10 +97,14 @@ class Recurrent(nn.Module):
 
     def step(self, state: Carry, x_t: Array) -> tuple[Carry, Array]:
         """One token: ``(c_{t-1}, x_t [batch, features]) -> (c_t, y_t [batch, hidden])``."""
+        state, y = self.chunk(state, x_t[:, None, :])
+        return state, y[:, 0]
+
+    def chunk(self, state: Carry, x: Array) -> tuple[Carry, Array]:
+        """A chunk from the carried state: ``(c_{t-1}, x [batch, T, features]) -> (c_{t+T-1}, y [batch, T, hidden])``."""
         if self.reverse:
             raise _cannot_stream("a reversed recurrent layer")
-        state, y = self(x_t[:, None, :], initial_carry=state, return_carry=True)
-        return state, y[:, 0]
+        return self(x, initial_carry=state, return_carry=True)
 
 
 class Bidirectional(nn.Module):
@@ -136,6 +141,9 @@ class Bidirectional(nn.Module):
         raise _cannot_stream("a bidirectional layer")
 
     def step(self, state: Any, x_t: Array) -> Any:
+        raise _cannot_stream("a bidirectional layer")
+
+    def chunk(self, state: Any, x: Array) -> Any:
         raise _cannot_stream("a bidirectional layer")
 
 
@@ -189,13 +197,21 @@ class StackedRNN(nn.Module):
 
     def step(self, state: list[Carry], x_t: Array) -> tuple[list[Carry], Array]:
         """One token through every layer (dropout off): ``x_t [batch, features] -> y_t``."""
+        return self._thread(state, x_t, "step")
+
+    def chunk(self, state: list[Carry], x: Array) -> tuple[list[Carry], Array]:
+        """A chunk through every layer (dropout off) from the carried state: ``x [batch, T, features] -> y``."""
+        return self._thread(state, x, "chunk")
+
+    def _thread(self, state: list[Carry], x: Array, form: str) -> tuple[list[Carry], Array]:
+        """Each layer's ``form`` (``"step"`` or ``"chunk"``) in turn."""
         if self.bidirectional:
             raise _cannot_stream("a bidirectional stack")
         new_state = []
         for layer, carry in zip(self.layers, state):
-            carry, x_t = layer.step(carry, x_t)
+            carry, x = getattr(layer, form)(carry, x)
             new_state.append(carry)
-        return new_state, x_t
+        return new_state, x
 
 
 @dataclasses.dataclass

@@ -11,7 +11,8 @@ Initialization (HiPPO-N, :func:`~seqjax.ops.hippo.hippo_n`): ``J = blocks`` bloc
 one ``log dt`` per mode, uniform on ``[log dt_min, log dt_max]``. ``Lambda`` is stored as ``(log(-Re),
 Im)``, so ``Re(Lambda) < 0`` always (the reference code stores ``Re`` and optionally clips it; this
 parameterization keeps every point stable). ``Lambda, B, log_dt`` are the ``"ssm"`` group (``optim.ssm_lr``,
-no weight decay). ``state_size = P`` counts both modes of each pair. The step form carries ``x [batch, P/2]``.
+no weight decay). ``state_size = P`` counts both modes of each pair. The step form carries ``x [batch, P/2]``;
+the chunk form scans a chunk from it.
 
 Precision: parameters in ``param_dtype``; the SSM in at least float32 (complex64 / complex128); the GLU in
 ``dtype``.
@@ -122,8 +123,13 @@ class S5Block(nn.Module):
 
     def step(self, state: Array, u_t: Array) -> tuple[Array, Array]:
         """One token: ``x <- Lambda_bar x + B_bar u_t``, ``y = 2 Re(C~ x) + D u_t``, then the GLU."""
-        y, state = self._ssm(u_t[:, None], state, "sequential")
-        return state, self._glu(y[:, 0])
+        state, y = self.chunk(state, u_t[:, None])
+        return state, y[:, 0]
+
+    def chunk(self, state: Array, u: Array) -> tuple[Array, Array]:
+        """A chunk ``u [batch, T, H]`` from the carried ``x``: the parallel form with ``x_0 = state``."""
+        y, state = self._ssm(u, state, self.scan_method)
+        return state, self._glu(y)
 
 
 @dataclasses.dataclass

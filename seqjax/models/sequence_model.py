@@ -5,6 +5,10 @@
 * ``classify_steps``: ``out_t = W y_t + b`` at every step -> ``[B, T, output_dim]`` logits
   (sequence labelling or language modelling).
 
+Streaming reads every head out at every step (``head.readout``): for a last-step head ``out_t`` is the
+prediction were the sequence to end at ``t``. :class:`SequenceModel` has the backbone's step and chunk
+forms with the embedding and that readout around them.
+
 A head's weights are stored in ``param_dtype``; it computes in the wider of its input's dtype and
 ``param_dtype`` (Flax's promotion), so a bfloat16 backbone under float32 parameters gives float32
 outputs to the loss.
@@ -32,26 +36,32 @@ def last_step(y: Array, lengths: Array | None = None) -> Array:
     return jnp.take_along_axis(y, idx[:, None, None], axis=1)[:, 0]
 
 
-class LastStepHead(nn.Module):
+class Head(nn.Module):
+    """The dense readout ``out_t = W y_t + b`` both heads share (parameters ``out``)."""
+
+    features: int
+    param_dtype: Any = jnp.float32
+
+    def setup(self) -> None:
+        self.out = nn.Dense(self.features, param_dtype=self.param_dtype)
+
+    def readout(self, y: Array) -> Array:
+        """``out_t = W y_t + b`` at every position: ``[..., D] -> [..., features]``."""
+        return self.out(y)
+
+
+class LastStepHead(Head):
     """``out = W y_{L-1} + b``: ``[B, T, D] -> [B, features]``."""
 
-    features: int
-    param_dtype: Any = jnp.float32
-
-    @nn.compact
     def __call__(self, y: Array, lengths: Array | None = None) -> Array:
-        return nn.Dense(self.features, param_dtype=self.param_dtype, name="out")(last_step(y, lengths))
+        return self.readout(last_step(y, lengths))
 
 
-class PerStepHead(nn.Module):
+class PerStepHead(Head):
     """``out_t = W y_t + b``: ``[B, T, D] -> [B, T, features]``."""
 
-    features: int
-    param_dtype: Any = jnp.float32
-
-    @nn.compact
     def __call__(self, y: Array, lengths: Array | None = None) -> Array:
-        return nn.Dense(self.features, param_dtype=self.param_dtype, name="out")(y)
+        return self.readout(y)
 
 
 HEADS: Registry[type] = Registry("head", "seqjax.models.sequence_model")
@@ -72,21 +82,58 @@ def make_head(kind: str, features: int, param_dtype: Any = jnp.float32) -> nn.Mo
 
 
 class SequenceModel(nn.Module):
-    """``head(backbone(embed(x), lengths))``; ``vocab=None`` means float inputs."""
+    """``head(backbone(embed(x), lengths))``; ``vocab=None`` means float inputs.
+
+    Streaming (a causal backbone; dropout off): ``initial_state(batch)``, ``step(state, x_t) -> (state,
+    out_t)`` and ``chunk(state, x) -> (state, out)`` run the backbone's step and chunk forms between the
+    embedding and ``head.readout`` (the head at every step).
+
+    >>> import jax
+    >>> from seqjax.models.registry import build_backbone, get_backbone
+    >>> model = SequenceModel(build_backbone("gru", get_backbone("gru").options(hidden_size=8)),
+    ...                       PerStepHead(3), vocab=5, embed_dim=4)
+    >>> tokens = jnp.array([[1, 2, 3, 4]])
+    >>> variables = model.init(jax.random.key(0), tokens)
+    >>> state = model.apply(variables, 1, method=model.initial_state)
+    >>> state, first = model.apply(variables, state, tokens[:, 0], method=model.step)
+    >>> state, rest = model.apply(variables, state, tokens[:, 1:], method=model.chunk)
+    >>> streamed = jnp.concatenate([first[:, None], rest], axis=1)
+    >>> bool(jnp.allclose(streamed, model.apply(variables, tokens), atol=1e-6))
+    True
+    """
 
     backbone: nn.Module
-    head: nn.Module
+    head: Head
     vocab: int | None = None
     embed_dim: int = 32
     dtype: Any = None  # the embedding's output dtype; None: param_dtype
     param_dtype: Any = jnp.float32
 
-    @nn.compact
+    def setup(self) -> None:
+        if self.vocab:
+            self.embed = nn.Embed(self.vocab, self.embed_dim, dtype=self.dtype or self.param_dtype,
+                                  param_dtype=self.param_dtype)
+
+    def _features(self, inputs: Array) -> Array:
+        return self.embed(inputs) if self.vocab else inputs
+
     def __call__(self, inputs: Array, lengths: Array | None = None, *, deterministic: bool = True) -> Array:
-        dtypes = dict(dtype=self.dtype or self.param_dtype, param_dtype=self.param_dtype)
-        x = nn.Embed(self.vocab, self.embed_dim, **dtypes, name="embed")(inputs) if self.vocab else inputs
-        y = self.backbone(x, lengths, deterministic=deterministic)
+        y = self.backbone(self._features(inputs), lengths, deterministic=deterministic)
         return self.head(y, lengths)
+
+    def initial_state(self, batch_size: int) -> Any:
+        """The backbone's state before the first token."""
+        return self.backbone.initial_state(batch_size)
+
+    def step(self, state: Any, x_t: Array) -> tuple[Any, Array]:
+        """One token ``x_t [batch]`` (ids) or ``[batch, d_in]`` -> ``(state, out_t [batch, output_dim])``."""
+        state, y = self.backbone.step(state, self._features(x_t))
+        return state, self.head.readout(y)
+
+    def chunk(self, state: Any, x: Array) -> tuple[Any, Array]:
+        """A chunk ``x [batch, T]`` (ids) or ``[batch, T, d_in]`` -> ``(state, out [batch, T, output_dim])``."""
+        state, y = self.backbone.chunk(state, self._features(x))
+        return state, self.head.readout(y)
 
 
 def build_model(model_name: str, opts: Any, task: Task, embed_dim: int = 32) -> SequenceModel:

@@ -1,8 +1,8 @@
 """S4 and S4D layers: ``H`` independent single-input SSMs, one per feature (Gu et al. 2021, 2022).
 
 Per channel ``h``: ``y = K_h * u + D_h u`` (parallel form, FFT convolution)
-or ``h_t = Abar h_{t-1} + Bbar u_t, y_t = Re(C h_t) + D u_t`` (step form),
-both from the same parameters (math in :mod:`seqjax.ops.ssm_kernel`):
+or ``h_t = Abar h_{t-1} + Bbar u_t, y_t = Re(C h_t) + D u_t`` (the step form, and the chunk form: that
+recurrence over a chunk of any length from a carried ``h``), all from the same parameters (math in :mod:`seqjax.ops.ssm_kernel`):
 
 * ``log_dt [H]``: ``dt = exp(log_dt)``, initialized log-uniform in ``[dt_min, dt_max]``;
 * ``Lambda_log_neg_re, Lambda_im [H, N/2]``: ``Lambda = -exp(Lambda_log_neg_re) + i Lambda_im``,
@@ -34,6 +34,7 @@ from seqjax.models.blocks import NORMS, ResidualStack, ssm_param_labels
 from seqjax.models.precision import check_precision, dtypes
 from seqjax.models.registry import register_backbone
 from seqjax.ops.hippo import S4D_INITS, dplr_legs, s4d_init
+from seqjax.ops.linear_scan import linear_scan
 from seqjax.ops.ssm_kernel import (
     DISCRETIZATIONS,
     discretize_diag,
@@ -102,7 +103,8 @@ class SSMLayer(nn.Module):
 class S4D(SSMLayer):
     """Diagonal SSM: ``A = diag(Lambda)``, ``a_init`` ``"legs"``, ``"lin"`` or ``"inv"``; ``"zoh"`` or ``"bilinear"``.
 
-    ``K_l = 2 Re(sum_n C_n Bbar_n Abar_n^l)``; the step state is ``h [batch, H, N/2]`` (complex).
+    ``K_l = 2 Re(sum_n C_n Bbar_n Abar_n^l)``; the step state is ``h [batch, H, N/2]`` (complex); the chunk
+    form is :func:`~seqjax.ops.linear_scan.linear_scan` of the diagonal recurrence from it.
     """
 
     a_init: str = "legs"
@@ -110,15 +112,15 @@ class S4D(SSMLayer):
 
     @nn.compact
     def __call__(self, u: Array, state: Array | None = None) -> Array | tuple[Array, Array]:
-        """Parallel ``u [batch, L, H] -> y``; with ``state``, one token ``u_t [batch, H] -> (state', y_t)``."""
+        """Parallel ``u [batch, L, H] -> y``; with ``state``, the chunk form ``u -> (state', y)``."""
         lam, b, c, dt, d = _ssm_params(self, *s4d_init(self.state_size, self.a_init))
         out_dtype = _compute_dtype(self)
         u = u.astype(out_dtype).astype(_real_dtype(self))
         if state is None:
             return (fft_conv(u, s4d_kernel(lam, b, c, dt, u.shape[1], self.disc)) + d * u).astype(out_dtype)
         a_bar, b_bar = discretize_diag(lam, b, dt[:, None], self.disc)
-        new_state = a_bar * state + b_bar * u[..., None]
-        y = 2.0 * jnp.sum(c * new_state, axis=-1).real + d * u
+        hs, new_state = linear_scan(a_bar, b_bar * u[..., None], state, return_state=True)  # [batch, L, H, N/2]
+        y = 2.0 * jnp.sum(c * hs, axis=-1).real + d * u
         return new_state.astype(state.dtype), y.astype(out_dtype)
 
     def initial_state(self, batch_size: int) -> Array:
@@ -126,7 +128,11 @@ class S4D(SSMLayer):
         return jnp.zeros((batch_size, self.features, self.state_size // 2), complex_dtype)
 
     def step(self, state: Array, u_t: Array) -> tuple[Array, Array]:
-        return self(u_t, state)
+        state, y = self(u_t[:, None], state)
+        return state, y[:, 0]
+
+    def chunk(self, state: Array, u: Array) -> tuple[Array, Array]:
+        return self(u, state)
 
 
 class S4(SSMLayer):
@@ -139,14 +145,15 @@ class S4(SSMLayer):
     use :class:`S4D`. The step form rebuilds dense
     ``Abar [H, N, N]`` and ``C = C~ (I - Abar^L)^{-1}``, so it needs ``l_max``;
     its state is ``h [batch, H, N]`` (both conjugates). Rebuilding costs
-    ``O(H N^3 log l_max)`` per token; :class:`S4D` streams in ``O(H N)``.
+    ``O(H N^3 log l_max)`` per call (a token, or a whole chunk: the chunk form scans the dense recurrence);
+    :class:`S4D` streams in ``O(H N)``.
     """
 
     l_max: int | None = None
 
     @nn.compact
     def __call__(self, u: Array, state: Array | None = None) -> Array | tuple[Array, Array]:
-        """Parallel ``u [batch, L, H] -> y``; with ``state``, one token ``u_t [batch, H] -> (state', y_t)``."""
+        """Parallel ``u [batch, L, H] -> y``; with ``state``, the chunk form ``u -> (state', y)``."""
         lam0, p0, b0 = dplr_legs(self.state_size)
         p = _complex_param(self, "P", np.broadcast_to(p0, (self.features, p0.shape[-1])))
         lam, b, c_tilde, dt, d = _ssm_params(self, lam0, b0)
@@ -163,16 +170,24 @@ class S4(SSMLayer):
         if self.l_max is None:
             raise UserError("s4 step mode needs l_max (the kernel length it was trained with): set l_max")
         a_bar, b_bar, c = jax.vmap(dplr_dense, in_axes=(0, 0, 0, 0, 0, None))(*full, dt, self.l_max)
-        new_state = jnp.einsum("hnm,bhm->bhn", a_bar, state) + b_bar * u[..., None]
-        y = jnp.einsum("hn,bhn->bh", c, new_state).real + d * u
-        return new_state.astype(state.dtype), y.astype(out_dtype)
+
+        def token(h: Array, u_t: Array) -> tuple[Array, Array]:  # h_t = Abar h_{t-1} + Bbar u_t, y_t = Re(C h_t) + D u_t
+            h = jnp.einsum("hnm,bhm->bhn", a_bar, h) + b_bar * u_t[..., None]
+            return h, jnp.einsum("hn,bhn->bh", c, h).real + d * u_t
+
+        new_state, y = jax.lax.scan(token, state.astype(a_bar.dtype), jnp.swapaxes(u, 0, 1))
+        return new_state.astype(state.dtype), jnp.swapaxes(y, 0, 1).astype(out_dtype)
 
     def initial_state(self, batch_size: int) -> Array:
         complex_dtype = jnp.result_type(_real_dtype(self), jnp.complex64)
         return jnp.zeros((batch_size, self.features, self.state_size), complex_dtype)
 
     def step(self, state: Array, u_t: Array) -> tuple[Array, Array]:
-        return self(u_t, state)
+        state, y = self(u_t[:, None], state)
+        return state, y[:, 0]
+
+    def chunk(self, state: Array, u: Array) -> tuple[Array, Array]:
+        return self(u, state)
 
 
 class SSMBlock(nn.Module):
@@ -194,6 +209,10 @@ class SSMBlock(nn.Module):
 
     def step(self, state: Array, u_t: Array) -> tuple[Array, Array]:
         state, y = self.ssm.step(state, u_t)
+        return state, self.out(nn.gelu(y))
+
+    def chunk(self, state: Array, u: Array) -> tuple[Array, Array]:
+        state, y = self.ssm.chunk(state, u)
         return state, self.out(nn.gelu(y))
 
 

@@ -79,12 +79,19 @@ class TemporalBlock(nn.Module):
         buf2, h = self.conv2.step(state[1], nn.relu(h))
         return (buf1, buf2), nn.relu(nn.relu(h) + self._residual(x_t[:, None, :])[:, 0])
 
+    def chunk(self, state: tuple[Array, Array], x: Array) -> tuple[tuple[Array, Array], Array]:
+        """A chunk (dropout off) after the buffered inputs: ``x [batch, T, c_in] -> y [batch, T, features]``."""
+        buf1, h = self.conv1.chunk(state[0], x)
+        buf2, h = self.conv2.chunk(state[1], nn.relu(h))
+        return (buf1, buf2), nn.relu(nn.relu(h) + self._residual(x))
+
 
 class TCN(nn.Module):
     """A stack of :class:`TemporalBlock` levels with widths ``channels`` and dilations ``1, 2, ..., 2^(L-1)``.
 
     ``x [batch, time, d_in] -> y [batch, time, channels[-1]]``. The step form
-    carries, per level, the two conv input buffers (``(k-1) d_i`` tokens each).
+    carries, per level, the two conv input buffers (``(k-1) d_i`` tokens each); the chunk form
+    prepends them to a chunk of any length.
     """
 
     channels: Sequence[int]
@@ -118,11 +125,18 @@ class TCN(nn.Module):
         return [block.initial_state(batch_size, c) for block, c in zip(self.blocks, widths)]
 
     def step(self, state: list[Any], x_t: Array) -> tuple[list[Any], Array]:
+        return self._thread(state, x_t, "step")
+
+    def chunk(self, state: list[Any], x: Array) -> tuple[list[Any], Array]:
+        return self._thread(state, x, "chunk")
+
+    def _thread(self, state: list[Any], x: Array, form: str) -> tuple[list[Any], Array]:
+        """Each level's ``form`` (``"step"`` or ``"chunk"``) in turn."""
         new_state = []
         for block, s in zip(self.blocks, state):
-            s, x_t = block.step(s, x_t)
+            s, x = getattr(block, form)(s, x)
             new_state.append(s)
-        return new_state, x_t
+        return new_state, x
 
 
 __all__ = ["TCNOptions", "build_tcn", "check_receptive_field", "levels_for_context"]

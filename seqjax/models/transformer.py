@@ -17,7 +17,8 @@ angle ``t * 10000^{-2i/d_h}``, so ``q_t . k_s`` depends on ``t - s`` only.
 
 Two forms of one causal model: the parallel form over ``[batch, time, features]``, and the step
 form with a KV cache (``initial_state(batch_size)`` / ``step(state, x_t)``) holding every layer's
-keys and values for the ``max_len`` positions; step ``t`` attends to cached positions ``<= t``.
+keys and values for the ``max_len`` positions; step ``t`` attends to cached positions ``<= t``. The chunk
+form appends a chunk of any length to the cache at once (prefill) and attends within it causally.
 Steps past ``max_len`` are refused (the cache is full): an error, or NaN outputs under ``jit``.  The non-causal (encoder) form has no
 step form and raises :class:`~seqjax.errors.StreamingError`.
 
@@ -78,15 +79,14 @@ class SelfAttention(nn.Module):
     def __call__(self, u: Array, positions: Array, mask: Array) -> Array:
         return self.attend(*self.project(u, positions), mask)
 
-    def step(self, cache: tuple[Array, Array], u_t: Array, pos: Array) -> tuple[tuple[Array, Array], Array]:
-        """``u_t [B, d]`` at position ``pos [B]``: write ``k_t, v_t`` into the cache, attend to positions ``<= pos``."""
-        q, k, v = self.project(u_t[:, None], pos[:, None])
-        k_cache, v_cache = cache
-        slots = jnp.arange(k_cache.shape[1])[None, :]
-        here = (slots == pos[:, None])[:, :, None, None]
-        k_cache, v_cache = jnp.where(here, k, k_cache), jnp.where(here, v, v_cache)
-        mask = (slots <= pos[:, None])[:, None, :]  # [B, 1, max_len]
-        return (k_cache, v_cache), self.attend(q, k_cache, v_cache, mask)[:, 0]
+    def chunk(self, cache: tuple[Array, Array], u: Array, positions: Array) -> tuple[tuple[Array, Array], Array]:
+        """``u [B, T, d]`` at ``positions [B, T]``: write ``k, v`` into the cache there (none past its end), each
+        query attending to the cached positions ``<= its own``."""
+        q, k, v = self.project(u, positions)
+        rows = jnp.arange(u.shape[0])[:, None]
+        k_cache, v_cache = (c.at[rows, positions].set(new, mode="drop") for c, new in zip(cache, (k, v)))
+        mask = jnp.arange(k_cache.shape[1])[None, None, :] <= positions[:, :, None]  # [B, T, max_len]
+        return (k_cache, v_cache), self.attend(q, k_cache, v_cache, mask)
 
 
 class TransformerBlock(nn.Module):
@@ -114,9 +114,9 @@ class TransformerBlock(nn.Module):
         x = x + self.drop(self.attn(self.norm1(x), positions, mask), deterministic=deterministic)
         return self.mlp(x, deterministic)
 
-    def step(self, cache: Any, x_t: Array, pos: Array) -> tuple[Any, Array]:
-        cache, a = self.attn.step(cache, self.norm1(x_t), pos)
-        return cache, self.mlp(x_t + a, True)
+    def chunk(self, cache: Any, x: Array, positions: Array) -> tuple[Any, Array]:
+        cache, a = self.attn.chunk(cache, self.norm1(x), positions)
+        return cache, self.mlp(x + a, True)
 
 
 class Transformer(nn.Module):
@@ -187,20 +187,32 @@ class Transformer(nn.Module):
         concrete; under ``jit`` its output is NaN (the cache has no slot for it), which training's and
         evaluation's NaN checks report.
         """
-        self._check_streaming()
+        state, y = self.chunk(state, x_t[:, None])
+        return state, y[:, 0]
+
+    def check_room(self, state: dict[str, Any], tokens: int) -> None:
+        """A one-line :class:`StreamingError` when ``tokens`` more would run past the cache (``pos`` concrete)."""
         pos = state["pos"]
-        if not isinstance(pos, jax.core.Tracer) and int(jnp.max(pos)) >= self.max_len:
+        if not isinstance(pos, jax.core.Tracer) and int(jnp.max(pos)) + tokens > self.max_len:
             raise StreamingError(
-                f"the KV cache holds max_len={self.max_len} positions and this token is at position "
-                f"{int(jnp.max(pos))}: build the model with a larger max_len (model.max_len=...)"
+                f"the KV cache holds max_len={self.max_len} positions and this stream reaches position "
+                f"{int(jnp.max(pos)) + tokens - 1}: build the model with a larger max_len (model.max_len=...)"
             )
-        h = self._embed(x_t, pos)
+
+    def chunk(self, state: dict[str, Any], x: Array) -> tuple[dict[str, Any], Array]:
+        """A chunk (dropout off) appended to the KV cache: ``x [batch, T, d_in] -> y [batch, T, d_model]``;
+        past the cache as :meth:`step`."""
+        self._check_streaming()
+        self.check_room(state, x.shape[1])
+        pos = state["pos"]
+        positions = pos[:, None] + jnp.arange(x.shape[1])[None, :]
+        h = self._embed(x, positions)
         caches = []
         for block, cache in zip(self.blocks, state["caches"]):
-            cache, h = block.step(cache, h, pos)
+            cache, h = block.chunk(cache, h, positions)
             caches.append(cache)
-        y = jnp.where((pos < self.max_len)[:, None], self.norm(h), jnp.nan)
-        return {"caches": caches, "pos": pos + 1}, y
+        y = jnp.where((positions < self.max_len)[..., None], self.norm(h), jnp.nan)
+        return {"caches": caches, "pos": pos + x.shape[1]}, y
 
 
 @dataclasses.dataclass

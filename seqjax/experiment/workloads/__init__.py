@@ -12,7 +12,9 @@ The loop in :mod:`seqjax.experiment.loop` knows nothing about models or tasks; i
   call; the loop cuts them into ``train.eval_batch_size`` pieces and averages ``metrics`` over them;
 * ``baseline``: the memoryless predictor's metrics, reported beside the model's;
 * ``param_labels`` (optional): ``params -> pytree of str labels`` for optimizer parameter groups
-  (e.g. ``"ssm"`` leaves get ``optim.ssm_lr`` and no weight decay).
+  (e.g. ``"ssm"`` leaves get ``optim.ssm_lr`` and no weight decay);
+* ``model``, ``task`` (optional): the Flax module the parameters belong to and the task it was built
+  for, for streaming (:mod:`seqjax.experiment.session`; the ``supervised`` workload sets them).
 
 A family registers a :class:`WorkloadSpec` under a name selected by the config's top-level
 ``workload`` key (default ``"supervised"``)::
@@ -43,6 +45,8 @@ class Workload:
     eval_set: Callable[[str, int], Batch]
     baseline: dict[str, float]
     param_labels: Callable[[Params], Any] | None = None
+    model: Any = None
+    task: Any = None
 
 
 def task_data(task: Any, cfg: Any) -> dict[str, Any]:

@@ -65,6 +65,8 @@ def build(cfg: Any) -> Workload:
         init=init,
         loss=loss,
         param_labels=get_backbone(cfg.model.name).param_labels,
+        model=model,
+        task=task,
         **task_data(task, cfg),
     )
 

@@ -42,7 +42,8 @@ print(json.dumps({
 
 
 def _run(devices: int, run_dir: Path) -> dict:
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, "JAX_PLATFORMS": "cpu",
+           "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"}
     proc = subprocess.run([sys.executable, "-c", SCRIPT, str(run_dir)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -64,7 +65,8 @@ def test_four_devices_match_one_device(tmp_path):
 
 def test_batch_not_divisible_by_devices_is_a_clear_error(tmp_path):
     batch = 6
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, "JAX_PLATFORMS": "cpu",
+           "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4"}
     proc = subprocess.run(
         [sys.executable, "-m", "seqjax.cli", "train", "configs/experiments/smoke_adding.yaml",
          f"train.batch_size={batch}", f"run_dir={tmp_path}"],

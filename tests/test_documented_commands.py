@@ -14,7 +14,8 @@ runs at a tiny size:
 A command fails the block on a non-zero exit or a ``Traceback`` in its output, and so does a change to a
 committed result under ``experiments/``.  An annotation on the line right before a block's fence marks it:
 ``<!-- test: slow (why) -->`` (run with ``pytest -m slow``) or ``<!-- test: skip (why) -->``.
-Subprocesses share a JAX compilation cache (per test worker), which halves the cost of repeated commands.
+Subprocesses share the suite's JAX compilation cache (``tests/conftest.py``), which halves the cost of repeated
+commands.
 Under pytest-xdist, a worker given a later block first runs the earlier ones it has not run itself;
 ``--dist loadgroup`` keeps each README's blocks on one worker and avoids that.
 """
@@ -118,11 +119,10 @@ def _committed_results() -> dict[Path, int]:
     return {p: p.stat().st_mtime_ns for p in files}
 
 
-def run_command(env: dict[str, str], argv: list[str], scratch: Path, cache: Path) -> str | None:
+def run_command(env: dict[str, str], argv: list[str], scratch: Path) -> str | None:
     """Run one command in ``scratch``; None if it passed, else why it failed (with its output's tail)."""
     shown = shlex.join([*(f"{k}={v}" for k, v in env.items()), *argv])
-    env = {**os.environ, **env, "JAX_COMPILATION_CACHE_DIR": str(cache),
-           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    env = {**os.environ, **env,
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # this venv's seqjax
     if argv[:1] == ["python"]:
         argv = [sys.executable, *argv[1:]]
@@ -156,10 +156,9 @@ def _run_block(block: Block, tmp_path_factory) -> str | None:
             (scratch / name).symlink_to(ROOT / name, target_is_directory=True)
         _scratch[block.doc] = scratch
     scratch = _scratch[block.doc]
-    cache = tmp_path_factory.getbasetemp() / "jax_cache"
     failure = None
     for cmd in commands(block.text):
-        failure = run_command(*small(cmd, scratch), scratch, cache)
+        failure = run_command(*small(cmd, scratch), scratch)
         if failure:
             break
     _results[block.id] = failure

@@ -10,7 +10,6 @@ import json
 import math
 from pathlib import Path
 
-import jax
 import pytest
 
 from seqjax import cli
@@ -29,22 +28,6 @@ TINY_TASK = {"seq_len": 24, "max_len": 6, "min_len": 3, "max_digits": 2, "max_cl
 TINY_TRAIN = ["train.steps=4", "train.batch_size=4", "train.eval_every=2", "train.checkpoint_every=2",
               "train.log_every=1", "train.eval_examples=8", "train.test_examples=8", "train.eval_batch_size=8",
               "train.progress=false"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def compilation_cache(tmp_path_factory):
-    """Reuse compiled programs within this module: the eval and the resume compile what the training did.
-
-    Measured on selective_copy_mamba: 82 s of CPU for train + eval + resume without, 52 s with it.
-    """
-    options = {"jax_compilation_cache_dir": str(tmp_path_factory.mktemp("jax_cache")),
-               "jax_persistent_cache_min_compile_time_secs": 0, "jax_persistent_cache_min_entry_size_bytes": -1}
-    before = {k: getattr(jax.config, k) for k in options}
-    for k, v in options.items():
-        jax.config.update(k, v)
-    yield
-    for k, v in before.items():
-        jax.config.update(k, v)
 
 
 def tiny_overrides(path: Path) -> list[str]:

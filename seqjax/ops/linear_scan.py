@@ -33,6 +33,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
+from seqjax.errors import check_choice
 from seqjax.ops.masking import length_mask
 from seqjax.typing import Array
 
@@ -41,8 +42,7 @@ METHODS = ("auto", "associative", "sequential", "chunked")
 
 def resolve_method(method: str) -> str:
     """The concrete method behind ``method`` on the current default backend."""
-    if method not in METHODS:
-        raise ValueError(f"unknown linear_scan method {method!r}: choose one of {', '.join(METHODS)}")
+    check_choice("linear_scan method", method, METHODS)
     if method == "auto":
         return "sequential" if jax.default_backend() == "cpu" else "associative"
     return method

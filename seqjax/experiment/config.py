@@ -110,6 +110,7 @@ class TrainConfig:
     on_nan: str = checked("stop", choices=("stop", "skip"))
     progress: bool = True
     restart: bool = False  # a run dir with metrics but no readable checkpoint: start over from step 0
+    tbptt: Optional[int] = checked(None, COUNT)  # truncated BPTT: windows of K steps, state carried (workloads/windows)
 
 
 @dataclasses.dataclass

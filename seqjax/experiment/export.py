@@ -51,7 +51,7 @@ def export_session(session: Session, out: str | Path, chunk: int | None = None, 
     >>> from seqjax.models.registry import build_backbone, get_backbone
     >>> from seqjax.models.sequence_model import PerStepHead
     >>> model = SequenceModel(build_backbone("gru", get_backbone("gru").options(hidden_size=4)), PerStepHead(2))
-    >>> session = Session.create(model, jnp.zeros((1, 1, 3)), input_dim=3)
+    >>> session = Session.create(model, jnp.zeros((1, 1, 3)))
     >>> manifest = export_session(session, tempfile.mkdtemp(), chunk=4)
     >>> manifest["files"]["chunk"], manifest["state"]["bytes"]
     ('chunk.stablehlo', 16)

@@ -126,7 +126,7 @@ class Trainer:
         self._init_key = init_key
         self._eval_step = jax.jit(make_eval_step(self.workload))
         self._eval_sets: dict[str, dict] = {}
-        create = lambda key: TrainState.create(self.workload.init(key), self.tx)  # noqa: E731
+        create = lambda key: TrainState.create(self.workload.init(key), self.tx, self.workload.init_carry())  # noqa: E731
         self._create = jax.jit(create, out_shardings=distributed.replicated(self.mesh))
         self._train_step = jax.jit(
             make_train_step(self.workload, self.tx, self.dropout_key, distributed.constrain_batch(self.mesh)),

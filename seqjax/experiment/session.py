@@ -72,7 +72,7 @@ class Session:
     def create(cls, model: SequenceModel, example: Array, key: jax.Array | None = None, **fields: Any) -> "Session":
         """A session on fresh parameters ``model.init(key, example)`` (for tests and examples)."""
         params = model.init(jax.random.key(0) if key is None else key, example)["params"]
-        return cls.of(model, params, input_dim=example.shape[-1] if model.vocab is None else 1, **fields)
+        return cls.of(model, params, **{"input_dim": example.shape[-1] if model.vocab is None else 1, **fields})
 
     @classmethod
     def of(cls, model: SequenceModel, params: Params, **fields: Any) -> "Session":

@@ -1,6 +1,7 @@
 """The training state: everything a checkpoint holds and a resumed run needs.
 
-The data and dropout keys are not stored: step ``s`` uses ``fold_in(key, s)`` of keys derived from
+Under truncated BPTT (``train.tbptt``) ``carry`` holds the model's state between windows, so a resumed
+run continues each stream where it stopped; otherwise it is empty.  The data and dropout keys are not stored: step ``s`` uses ``fold_in(key, s)`` of keys derived from
 the config's seeds, so ``(step, params, opt_state)`` determine the rest of the run.  A state is kept
 finite: :func:`all_finite` guards every update (inside jit) and :func:`nonfinite_leaves` every
 checkpoint (on the host); :class:`Diverged` stops a run under ``train.on_nan=stop``.
@@ -21,11 +22,12 @@ class TrainState(NamedTuple):
     params: Any
     opt_state: Any
     nonfinite: jax.Array  # int32 scalar: steps whose update was dropped (NaN/Inf loss, gradient or new state)
+    carry: Any = ()  # train.tbptt: the model's state after the last window (stop-gradient)
 
     @classmethod
-    def create(cls, params: Any, tx: optax.GradientTransformation) -> "TrainState":
+    def create(cls, params: Any, tx: optax.GradientTransformation, carry: Any = ()) -> "TrainState":
         zero = jnp.zeros((), jnp.int32)
-        return cls(zero, params, tx.init(params), zero)
+        return cls(zero, params, tx.init(params), zero, carry)
 
 
 class Diverged(RuntimeError):

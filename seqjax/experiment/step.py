@@ -7,6 +7,10 @@ Logged beside the workload's metrics: ``grad_norm = ||g||_2`` (before clipping),
 is NaN/Inf (a finite gradient can still overflow the update, e.g. at ``optim.lr=1e39``) the update is
 dropped (``jnp.where``: the old state is kept) and ``nonfinite`` counts it; the loop then stops or goes
 on per ``train.on_nan``.
+
+Under truncated BPTT (a workload with ``window_loss``) the batch is one window of each stream and the
+loss starts from ``state.carry``, the stop-gradient state the previous window left (reset where a
+stream starts); the carry it returns is kept with the update.
 """
 
 from __future__ import annotations
@@ -30,7 +34,12 @@ def make_train_step(
     def train_step(state: TrainState) -> tuple[TrainState, dict]:
         batch = constrain(workload.sample_train(state.step))
         key = jax.random.fold_in(dropout_key, state.step)
-        (loss, metrics), grads = jax.value_and_grad(workload.loss, has_aux=True)(state.params, batch, key, True)
+        if workload.window_loss is None:
+            (loss, metrics), grads = jax.value_and_grad(workload.loss, has_aux=True)(state.params, batch, key, True)
+            carry = state.carry
+        else:
+            (loss, (metrics, carry)), grads = jax.value_and_grad(workload.window_loss, has_aux=True)(
+                state.params, batch, state.carry)
         grad_norm = optax.tree.norm(grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
@@ -41,6 +50,7 @@ def make_train_step(
             params=keep(params, state.params),
             opt_state=keep(opt_state, state.opt_state),
             nonfinite=state.nonfinite + (~finite).astype(jnp.int32),
+            carry=keep(carry, state.carry),
         )
         logged = {**metrics, "grad_norm": grad_norm, "param_norm": optax.tree.norm(new_state.params),
                   "update_norm": optax.tree.norm(updates)}

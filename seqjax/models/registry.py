@@ -12,8 +12,10 @@ Every backbone module follows one contract:
   ``x [batch, time, d_in] -> y [batch, time, d_out]`` (the parallel form);
 * ``module.initial_state(batch_size)`` and
   ``module.step(state, x_t [batch, d_in]) -> (state, y_t [batch, d_out])``
-  (the step form); a non-causal backbone raises
-  :class:`seqjax.errors.StreamingError` from both;
+  (the step form) and ``module.chunk(state, x [batch, T, d_in]) -> (state, y)``
+  (the chunk form: a chunk of any length in the parallel form from the carried state, what
+  :mod:`seqjax.experiment.session` streams and truncated BPTT trains); a non-causal backbone raises
+  :class:`seqjax.errors.StreamingError` from all three;
 * ``registry.is_causal(name, opts)`` says which, so configs can reject a
   bidirectional model where generation is left to right.
 """

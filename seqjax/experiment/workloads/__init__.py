@@ -13,6 +13,9 @@ The loop in :mod:`seqjax.experiment.loop` knows nothing about models or tasks; i
 * ``baseline``: the memoryless predictor's metrics, reported beside the model's;
 * ``param_labels`` (optional): ``params -> pytree of str labels`` for optimizer parameter groups
   (e.g. ``"ssm"`` leaves get ``optim.ssm_lr`` and no weight decay);
+* ``window_loss``, ``init_carry`` (optional, truncated BPTT): ``window_loss(params, window, carry) ->
+  (loss, (metrics, carry))`` on one window of each stream from the carried state, and ``init_carry()``,
+  the carry before training (:mod:`seqjax.experiment.workloads.windows`);
 * ``model``, ``task`` (optional): the Flax module the parameters belong to and the task it was built
   for, for streaming (:mod:`seqjax.experiment.session`; the ``supervised`` workload sets them).
 
@@ -45,6 +48,8 @@ class Workload:
     eval_set: Callable[[str, int], Batch]
     baseline: dict[str, float]
     param_labels: Callable[[Params], Any] | None = None
+    window_loss: Callable[[Params, Batch, Any], tuple[Array, tuple[dict[str, Array], Any]]] | None = None
+    init_carry: Callable[[], Any] = lambda: ()
     model: Any = None
     task: Any = None
 

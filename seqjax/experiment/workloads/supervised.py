@@ -1,7 +1,8 @@
 """The ``supervised`` workload: a registry backbone with a task head, trained on a synthetic task.
 
 ``loss(params, batch, key, train) = task.metrics(model(batch.inputs), batch)["loss"]`` -- MSE on the
-last step for ``regress_last``, (masked mean) cross-entropy for ``classify_*``.
+last step for ``regress_last``, (masked mean) cross-entropy for ``classify_*``.  With ``train.tbptt`` a
+per-step task's streams are trained in windows (:mod:`seqjax.experiment.workloads.windows`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from seqjax.experiment.workloads import (
     register_workload,
     task_data,
 )
-from seqjax.models.registry import check_task, get_backbone
+from seqjax.experiment.workloads.windows import check_windows, stream_length, window_loss, window_sampler, zero_carry
+from seqjax.models.registry import check_task, get_backbone, is_causal
 from seqjax.models.sequence_model import build_model
 from seqjax.tasks import TASK_KINDS, Task, get_task
 
@@ -43,6 +45,11 @@ def validate(cfg: Any) -> None:
     """The backbone must suit the task (:func:`seqjax.models.registry.check_task`), checked once, here."""
     task, backbone_opts = _task_and_options(cfg)
     check_task(task, cfg.model.name, backbone_opts)
+    if cfg.train.tbptt is not None:
+        if task.kind != "classify_steps" or not is_causal(cfg.model.name, backbone_opts):
+            raise UserError(f"train.tbptt trains a causal model on per-step targets: task {cfg.task.name!r} is "
+                            f"{task.kind} and model {cfg.model.name!r} is {'' if is_causal(cfg.model.name, backbone_opts) else 'not '}causal")
+        check_windows(cfg.train.tbptt, stream_length(task.sample), getattr(backbone_opts, "dropout", 0.0))
 
 
 def build(cfg: Any) -> Workload:
@@ -61,13 +68,20 @@ def build(cfg: Any) -> Workload:
         metrics = task.metrics(outputs, batch)
         return metrics["loss"], metrics
 
+    data, windows = task_data(task, cfg), {}
+    if cfg.train.tbptt is not None:
+        data["sample_train"] = window_sampler(data["sample_train"], stream_length(task.sample), cfg.train.tbptt)
+        params_shape = jax.eval_shape(init, jax.random.key(0))
+        windows = dict(window_loss=window_loss(model, task.metrics),
+                       init_carry=lambda: zero_carry(model, params_shape, cfg.train.batch_size))
     return Workload(
         init=init,
         loss=loss,
         param_labels=get_backbone(cfg.model.name).param_labels,
         model=model,
         task=task,
-        **task_data(task, cfg),
+        **windows,
+        **data,
     )
 
 

@@ -31,7 +31,7 @@ TOL = 1e-5  # float32
 # FFT form to ~3e-5 (tests/test_s4.py allows 1e-4); its chunk form is that recurrence, equal to its step form to TOL
 PARALLEL_TOL = {"s4": 1e-4}
 
-FAMILIES = {  # tiny options of every causal family
+FAMILIES = {  # tiny options of every causal family; two layers where a stack threads its own state type
     "rnn": dict(hidden_size=8, num_layers=2),
     "lstm": dict(hidden_size=8, num_layers=2, learned_init=True),
     "gru": dict(hidden_size=8, num_layers=2),
@@ -40,12 +40,12 @@ FAMILIES = {  # tiny options of every causal family
     "s4d": dict(d_model=8, n_layers=2, state_size=8),
     "mamba": dict(d_model=8, n_layers=2, d_state=4),
     "transformer": dict(d_model=8, n_heads=2, n_layers=2, max_len=TIME + 10),
-    "lru": dict(d_model=8, n_layers=2, d_state=8),
+    "lru": dict(d_model=8, n_layers=1, d_state=8),
     "hawk": dict(d_model=8, n_layers=1, d_rnn=8, n_heads=2),
-    "mingru": dict(d_model=8, n_layers=2),
-    "minlstm": dict(d_model=8, n_layers=2),
-    "s5": dict(d_model=8, n_layers=2, state_size=8, blocks=2),
-    "mamba2": dict(d_model=8, n_layers=2, d_state=4, head_dim=4, chunk_size=16),
+    "mingru": dict(d_model=8, n_layers=1),
+    "minlstm": dict(d_model=8, n_layers=1),
+    "s5": dict(d_model=8, n_layers=1, state_size=8, blocks=2),
+    "mamba2": dict(d_model=8, n_layers=1, d_state=4, head_dim=4, chunk_size=16),
 }
 GROWING = {"transformer"}  # its KV cache is preallocated at max_len, but the stream it can hold is bounded
 

@@ -77,7 +77,8 @@ def test_report_aggregates_seeds(tmp_path):
     text = report(tmp_path)
     for lr in (0.1, 0.2):
         values = [bests[(lr, s)] for s in (0, 1)]
-        assert f"| {lr} | 2 | {np.mean(values):.4g} ± {np.std(values, ddof=1):.2g} |" in text
+        half = 12.706204736174698 * np.std(values, ddof=1) / np.sqrt(2)  # 95% interval: t_{0.975, 1} s / sqrt(n)
+        assert f"| {lr} | 2 | {np.mean(values):.4g} ± {half:.2g} |" in text
     assert (tmp_path / "results.csv").exists() and (tmp_path / "results.png").exists()
     with pytest.raises(UserError, match="no finished runs"):
         collect(tmp_path / "lr=0.1,seed=0")

@@ -9,13 +9,21 @@ def _sweep(args: argparse.Namespace) -> int:
     from seqjax.experiment.report import report
     from seqjax.experiment.sweep import load_sweep, run_sweep
 
-    failed = run_sweep(args.sweep, jobs=args.jobs, dry_run=args.dry_run, overrides=args.overrides, out=args.out)
+    failed = run_sweep(args.sweep, jobs=args.jobs, dry_run=args.dry_run, overrides=args.overrides, out=args.out,
+                       vmap=args.vmap, group_size=args.group_size)
     if args.dry_run:
         return 0
     print(report(load_sweep(args.sweep, args.out)[0].out))
     for trial in failed:
         print(f"error: trial {trial.name} failed; see {trial.run_dir / 'train.log'}")
     return 1 if failed else 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,5 +33,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="dotted overrides for every trial, after the file's, e.g. train.steps=100")
     sweep.add_argument("--out", default=None, help="the output folder instead of the sweep file's `out`")
     sweep.add_argument("--jobs", type=int, default=1, help="trials run at once, each in its own process")
-    sweep.add_argument("--dry-run", action="store_true", help="validate every trial and print its command")
+    sweep.add_argument("--dry-run", action="store_true",
+                       help="validate every trial and print its command (and which trials share a vmapped group)")
+    sweep.add_argument("--vmap", action=argparse.BooleanOptionalAction, default=None,
+                       help="train trials that differ only in seed and optimizer values in one vmapped program "
+                            "(default: whenever two or more can; --vmap: all, or fail naming the key that prevents "
+                            "it; --no-vmap: one process per trial)")
+    sweep.add_argument("--group-size", type=_positive, default=None,
+                       help="at most this many trials per vmapped group (default: what half the memory holds)")
     sweep.set_defaults(func=_sweep)

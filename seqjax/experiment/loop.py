@@ -49,18 +49,19 @@ def _global(x: Any, sharding: Any) -> jax.Array:
     return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
 
-def evaluate(eval_fn: Callable, params: Any, data: dict, batch_size: int, mesh: Any) -> dict[str, float]:
-    """Example-weighted mean of ``eval_fn(params, piece)`` over ``data`` cut into ``batch_size`` pieces."""
+def evaluate(eval_fn: Callable, params: Any, data: dict, batch_size: int, mesh: Any) -> dict[str, Any]:
+    """Example-weighted mean of ``eval_fn(params, piece)`` over ``data`` cut into ``batch_size`` pieces
+    (float64 NumPy values: scalars, or one per trial for a vmapped ``eval_fn``)."""
     n = int(jax.tree.leaves(data)[0].shape[0])
     check_divisible("number of evaluation examples", n, mesh)
     sharding = batch_sharding(mesh)
-    totals: dict[str, float] = {}
+    totals: dict[str, Any] = {}
     for start in range(0, n, batch_size):
         piece = jax.tree.map(lambda x: x[start:start + batch_size], data)
         size = int(jax.tree.leaves(piece)[0].shape[0])
         metrics = jax.device_get(eval_fn(params, jax.tree.map(lambda x: _global(x, sharding), piece)))
         for k, v in metrics.items():
-            totals[k] = totals.get(k, 0.0) + size * float(np.asarray(v))
+            totals[k] = totals.get(k, 0.0) + size * np.asarray(v, np.float64)
     return {k: v / n for k, v in totals.items()}
 
 
@@ -73,10 +74,11 @@ def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-def _flat(cfg: Any, prefix: str = "") -> dict[str, Any]:
+def flat_config(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as ``{"optim.lr": 0.001, ...}``."""
     out = {}
     for k, v in cfg.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        out.update(flat_config(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
     return out
 
 
@@ -85,8 +87,8 @@ def prepare_run_dir(cfg: DictConfig) -> Path:
     run_dir = Path(cfg.run_dir)
     path = run_dir / RUN_CONFIG
     if path.exists():
-        saved = _flat(OmegaConf.to_container(OmegaConf.load(path), resolve=True))
-        new = _flat(OmegaConf.to_container(cfg, resolve=True))
+        saved = flat_config(OmegaConf.to_container(OmegaConf.load(path), resolve=True))
+        new = flat_config(OmegaConf.to_container(cfg, resolve=True))
         changed = sorted(k for k in saved.keys() | new.keys()
                          if saved.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
         if changed:
@@ -157,7 +159,7 @@ class Trainer:
         ckpt = self.checkpoints()
         writer, bar = None, None
         try:
-            state = self._starting_state(run_dir, ckpt)
+            state = self._starting_state(run_dir, ckpt, self.init_state())
             start = int(state.step)
             if start >= t.steps and (run_dir / "summary.json").exists():
                 log(f"{run_dir} is already trained to step {start} (train.steps={t.steps}): nothing to do")
@@ -192,10 +194,9 @@ class Trainer:
                 writer.close()
         return self._summarize(run_dir, state, writer.rows if writer else [], started, start)
 
-    def _starting_state(self, run_dir: Path, ckpt: Checkpoints) -> TrainState:
-        """The newest readable checkpoint; else a fresh state, unless the run directory has a history that
+    def _starting_state(self, run_dir: Path, ckpt: Checkpoints, fresh: TrainState) -> TrainState:
+        """The newest readable checkpoint; else ``fresh``, unless the run directory has a history that
         starting over would destroy (metrics, or checkpoints that were all unreadable) and not ``train.restart``."""
-        fresh = self.init_state()
         state = ckpt.restore_latest(fresh)
         if state is not None:
             log(f"resuming {run_dir} from step {int(state.step)}")
@@ -228,13 +229,17 @@ class Trainer:
                             f"choose one of {', '.join(names)}")
 
     def _report(self, bar: Any, step: int, val: dict[str, float]) -> None:
-        baseline = self.workload.baseline
-        line = f"step {step}: val " + " ".join(
-            f"{k}={v:.4g}" + (f" (baseline {baseline[k]:.4g})" if k in baseline else "") for k, v in val.items())
+        line = self.val_line(step, val)
         if bar.disable:
             log(line)
         else:
             bar.write(line, file=sys.stderr)
+
+    def val_line(self, step: int, val: dict[str, float]) -> str:
+        """``step 10: val loss=0.1 (baseline 0.167) ...``"""
+        baseline = self.workload.baseline
+        return f"step {step}: val " + " ".join(
+            f"{k}={v:.4g}" + (f" (baseline {baseline[k]:.4g})" if k in baseline else "") for k, v in val.items())
 
     def _check_finite(self, state: TrainState, since: int, now: int, ckpt: Checkpoints) -> None:
         bad = int(state.nonfinite)

@@ -5,6 +5,8 @@ the optimizer then sees the clipped gradient.  Schedules: ``constant`` (``lr``) 
 ``warmup_cosine`` (linear 0 -> lr over ``warmup_steps``, then cosine to ``lr * final_lr_fraction`` at
 the last step).  With ``optim.ssm_lr`` set and a workload that labels its parameters, leaves labelled
 ``"ssm"`` get their own optimizer with that lr and no weight decay (``optax.multi_transform``).
+Every numeric value may be a traced array (a vmapped sweep's, through ``optax.inject_hyperparams``:
+:mod:`~seqjax.experiment.vmapped`), so no Python branch looks at one.
 """
 
 from __future__ import annotations
@@ -27,21 +29,26 @@ def make_schedule(cfg: Any, total_steps: int, lr: float | None = None) -> optax.
     )
 
 
+def _momentum(cfg: Any) -> Any:
+    """``None`` (no momentum) for 0; a traced value is nonzero (a vmapped sweep groups zero apart)."""
+    return None if isinstance(cfg.momentum, (int, float)) and cfg.momentum == 0 else cfg.momentum
+
+
 def _base(cfg: Any, schedule: optax.Schedule, weight_decay: float) -> optax.GradientTransformation:
     if cfg.name == "adam":
         return optax.adam(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
     if cfg.name == "adamw":
         return optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=weight_decay)
     if cfg.name == "rmsprop":
-        return optax.rmsprop(schedule, decay=cfg.decay, eps=cfg.eps, momentum=cfg.momentum or None)
-    return optax.sgd(schedule, momentum=cfg.momentum or None, nesterov=cfg.nesterov)
+        return optax.rmsprop(schedule, decay=cfg.decay, eps=cfg.eps, momentum=_momentum(cfg))
+    return optax.sgd(schedule, momentum=_momentum(cfg), nesterov=cfg.nesterov)
 
 
 def make_optimizer(
     cfg: Any, total_steps: int, param_labels: Callable[[Any], Any] | None = None
 ) -> optax.GradientTransformation:
     """The full chain for ``cfg`` (an ``OptimConfig``) over a run of ``total_steps``."""
-    if cfg.weight_decay and cfg.name != "adamw":
+    if cfg.name != "adamw" and cfg.weight_decay:
         raise UserError(f"optim.weight_decay={cfg.weight_decay} applies to adamw only: set optim.name=adamw "
                         "or optim.weight_decay=0")
     opt = _base(cfg, make_schedule(cfg, total_steps), cfg.weight_decay)
@@ -50,7 +57,7 @@ def make_optimizer(
             raise UserError("optim.ssm_lr is set but this model has no SSM parameter groups: set optim.ssm_lr=null")
         ssm = _base(cfg, make_schedule(cfg, total_steps, cfg.ssm_lr), 0.0)
         opt = optax.multi_transform({"default": opt, "ssm": ssm}, param_labels)
-    clip = optax.clip_by_global_norm(cfg.clip_norm) if cfg.clip_norm else optax.identity()
+    clip = optax.clip_by_global_norm(cfg.clip_norm) if cfg.clip_norm is not None else optax.identity()
     return optax.chain(clip, opt)
 
 

@@ -3,14 +3,20 @@
 ``DIR`` is a sweep's output folder (its ``sweep.yaml`` names the swept keys) or any folder holding run
 directories.  Each run contributes its ``summary.json``: the best and final validation value of its
 ``best_metric``, the task's memoryless baseline, the parameter count and the wall time.  Runs that differ
-only in ``seed`` are aggregated as mean ± std (n = number of seeds).  Writes ``results.md``,
-``results.csv`` and, when a key was swept, ``results.png`` (metric against the first swept key).
+only in ``seed`` are aggregated as ``mean ± h`` with ``n`` the number of seeds, where ``[mean - h, mean + h]``
+is the 95% confidence interval of the mean under Student's t: ``h = t_{0.975, n-1} * s / sqrt(n)`` (``s``
+the sample standard deviation; a single seed has no interval).  Run directories without a summary
+(failed, diverged or unfinished trials) are listed under the table with the error their ``train.log``
+ends on, never silently dropped.  Writes ``results.md``, ``results.csv`` (one row per run),
+``aggregate.csv`` and ``aggregate.json`` (one row per configuration: mean, ci95, std, n) and, when a key
+was swept, ``results.png`` (metric against the first swept key, with the intervals as error bars).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -28,14 +34,15 @@ def _runs(root: Path) -> list[Path]:
 
 
 def _swept_keys(root: Path) -> list[str]:
-    """The grid's keys, led by ``name`` when the sweep ran several experiments."""
+    """The swept keys (grid, zip, random), led by ``name`` when the sweep ran several experiments."""
     record = root / SWEEP_RECORD
     if not record.exists():
         return []
     sweep = OmegaConf.load(record)
     experiments = sweep.get("experiment")
     several = isinstance(experiments, ListConfig) and len(experiments) > 1
-    return (["name"] if several else []) + list(sweep.get("grid", {}).keys())
+    space = [k for part in ("grid", "zip", "random") for k in sweep.get(part, {}).keys()]
+    return (["name"] if several else []) + space
 
 
 def _read_run(run: Path) -> tuple[dict[str, Any], Any]:
@@ -76,13 +83,29 @@ def collect(root: str | Path) -> tuple[list[str], list[dict[str, Any]]]:
     return keys, rows
 
 
-def _mean_std(values: list[float]) -> str:
+def mean_ci(values: list[float | None]) -> dict[str, float | int | None]:
+    """``mean``, ``ci95`` (the half-width ``t_{0.975, n-1} s / sqrt(n)``), ``std`` and ``n`` of the values given.
+
+    >>> mean_ci([1.0, 2.0, 3.0])  # t_{0.975, 2} = 4.3027
+    {'mean': 2.0, 'ci95': 2.484..., 'std': 1.0, 'n': 3}
+    >>> mean_ci([0.5, None])
+    {'mean': 0.5, 'ci95': None, 'std': None, 'n': 1}
+    """
+    from scipy.stats import t
+
     values = [v for v in values if v is not None]
-    if not values:
+    n = len(values)
+    if n < 2:
+        return {"mean": values[0] if values else None, "ci95": None, "std": None, "n": n}
+    std = statistics.stdev(values)
+    return {"mean": statistics.mean(values), "ci95": float(t.ppf(0.975, n - 1)) * std / math.sqrt(n), "std": std,
+            "n": n}
+
+
+def _text(stats: dict[str, Any]) -> str:
+    if stats["mean"] is None:
         return "-"
-    if len(values) == 1:
-        return f"{values[0]:.4g}"
-    return f"{statistics.mean(values):.4g} ± {statistics.stdev(values):.2g}"
+    return f"{stats['mean']:.4g}" + (f" ± {stats['ci95']:.2g}" if stats["ci95"] is not None else "")
 
 
 def _sort_key(value: Any) -> tuple:
@@ -91,7 +114,7 @@ def _sort_key(value: Any) -> tuple:
 
 
 def aggregate(keys: list[str], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Group runs by their swept values; metrics as mean ± std over seeds."""
+    """Group runs by their swept values; per group ``n`` and :func:`mean_ci` of ``best``, ``final``, ``wall_s``."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
         groups[tuple(row[k] for k in keys) + (row["metric"],)].append(row)
@@ -101,24 +124,48 @@ def aggregate(keys: list[str], rows: list[dict[str, Any]]) -> list[dict[str, Any
         table.append({
             **{k: first[k] for k in keys},
             "n": len(group),
-            f"best {first['metric']}": _mean_std([r["best"] for r in group]),
-            f"final {first['metric']}": _mean_std([r["final"] for r in group]),
-            "baseline": f"{first['baseline']:.4g}" if first["baseline"] is not None else "-",
+            "metric": first["metric"],
+            **{field: mean_ci([r[field] for r in group]) for field in ("best", "final", "wall_s")},
+            "baseline": first["baseline"],
             "params": first["params"],
-            "wall s": _mean_std([r["wall_s"] for r in group]),
         })
     return table
 
 
-def markdown(table: list[dict[str, Any]]) -> str:
-    header = list(table[0])
+def markdown(table: list[dict[str, Any]], keys: list[str]) -> str:
+    """The aggregated table: metrics as ``mean ± ci95`` over the ``n`` seeds."""
+    metric = table[0]["metric"]
+    header = [*keys, "n", f"best {metric}", f"final {metric}", "baseline", "params", "wall s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(row[h]) for h in header) + " |" for row in table]
+    for row in table:
+        baseline = f"{row['baseline']:.4g}" if row["baseline"] is not None else "-"
+        cells = [*(row[k] for k in keys), row["n"], _text(row["best"]), _text(row["final"]), baseline, row["params"],
+                 _text(row["wall_s"])]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
+def _flat_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A table row for CSV: ``best_mean``, ``best_ci95``, ... beside the swept values."""
+    out = {}
+    for k, v in row.items():
+        out.update({f"{k}_{s}": x for s, x in v.items() if s != "n"} if isinstance(v, dict) else {k: v})
+    return out
+
+
+def unfinished(root: Path) -> list[str]:
+    """``"<run>: <its train.log's last error line>"`` for each run directory under ``root`` without a summary."""
+    lines = []
+    for run in sorted(p.parent for p in root.glob("*/config.yaml") if not (p.parent / "summary.json").exists()):
+        log = run / "train.log"
+        errors = [line for line in log.read_text(errors="replace").splitlines() if line.startswith("error")] \
+            if log.exists() else []
+        lines.append(f"{run.name}: {errors[-1][:300] if errors else 'no summary (unfinished, or killed)'}")
+    return lines
+
+
 def plot(keys: list[str], rows: list[dict[str, Any]], path: Path) -> None:
-    """Best metric against the first swept key, one line per combination of the others (mean ± std)."""
+    """Best metric against the first swept key, one line per combination of the others (mean ± ci95)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -132,10 +179,10 @@ def plot(keys: list[str], rows: list[dict[str, Any]], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, points in lines.items():
         xs = sorted(points)
-        means = [statistics.mean(points[x]) for x in xs]
-        stds = [statistics.stdev(points[x]) if len(points[x]) > 1 else 0.0 for x in xs]
+        stats = [mean_ci(points[x]) for x in xs]
         name = ", ".join(f"{k}={v}" for k, v in zip(others, label)) or None
-        ax.errorbar([str(x) for x in xs], means, yerr=stds, marker="o", capsize=3, label=name)
+        ax.errorbar([str(x) for x in xs], [s["mean"] for s in stats], yerr=[s["ci95"] or 0.0 for s in stats],
+                    marker="o", capsize=3, label=name)
     values = [r["best"] for r in rows if r["best"] is not None]
     if min(values) > 0 and max(values) / min(values) > 100:
         ax.set_yscale("log")
@@ -151,16 +198,22 @@ def plot(keys: list[str], rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def report(root: str | Path) -> str:
-    """Write results.md / results.csv (and results.png when keys were swept) into ``root``; return the table."""
+    """Write results.md, results.csv, aggregate.csv/json (and results.png when keys were swept) into ``root``;
+    return the table, with the unfinished runs listed under it."""
     root = Path(root)
     keys, rows = collect(root)
     table = aggregate(keys, rows)
-    text = markdown(table)
+    text = markdown(table, keys)
+    failed = unfinished(root)
+    if failed:
+        text += f"\nnot in the table ({len(failed)} runs without a summary):\n" + "".join(f"- {f}\n" for f in failed)
     (root / "results.md").write_text(text)
-    with open(root / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    (root / "aggregate.json").write_text(json.dumps({"rows": table, "unfinished": failed}, indent=2) + "\n")
+    for name, records in (("results.csv", rows), ("aggregate.csv", [_flat_row(r) for r in table])):
+        with open(root / name, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(records[0]))
+            writer.writeheader()
+            writer.writerows(records)
     if keys:
         plot(keys, rows, root / "results.png")
     return text

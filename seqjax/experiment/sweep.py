@@ -1,4 +1,4 @@
-"""Hyperparameter sweeps: a grid of dotted overrides x seeds over one experiment config.
+"""Hyperparameter sweeps: a search space of dotted overrides x seeds over one experiment config.
 
 A sweep file (``configs/sweeps/*.yaml``)::
 
@@ -10,12 +10,20 @@ A sweep file (``configs/sweeps/*.yaml``)::
     seeds: [0, 1]                                 # each grid point once per seed (sets `seed`)
     out: runs/sweeps/adding_lr                    # default runs/sweeps/<file stem>
 
+Beside ``grid``: ``zip`` axes that vary together and ``random`` axes drawn ``samples`` times from
+``random_seed`` (:mod:`~seqjax.experiment.search`); a random trial's name carries ``sample=<i>``.
+
 A list of experiments (e.g. one per model family, whose options differ) is one more grid dimension;
 each trial keeps its experiment's ``name``, which ``seqjax report`` shows as a column.
 
-Every trial's config is composed and validated before the first one starts.  Each trial is one
-``seqjax train`` process with its own run directory (``<out>/<trial>``), so a crash in one trial loses
-nothing of the others; re-running the sweep skips finished trials (``summary.json`` present) and resumes
+Every trial's config is composed and validated before the first one starts.  Trials whose configs
+differ only in the seed and the optimizer's numbers (:func:`~seqjax.experiment.vmapped.program_key`)
+are trained together in this process, one vmapped program per group of at most ``group_size``
+(default: what half the device's memory holds, :func:`~seqjax.experiment.vmapped.default_group_size`);
+``vmap=True`` (``--vmap``) insists on it and fails in one line naming the key that prevents it,
+``vmap=False`` (``--no-vmap``) turns it off, and by default a trial with no partner runs alone.  Each
+other trial is one ``seqjax train`` process.  Every trial has its own run directory (``<out>/<trial>``),
+written as the trial alone writes it, so a crash in one trial process loses nothing of the others; re-running the sweep skips finished trials (``summary.json`` present) and resumes
 unfinished ones from their latest checkpoint.  ``seqjax report <out>`` tabulates the results.
 
 The trial processes die with the runner.  On Linux each one, first thing, asks the kernel for SIGTERM
@@ -36,7 +44,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import os
 import signal
 import subprocess
@@ -49,10 +56,11 @@ from typing import IO, Any, Iterator, Optional
 from omegaconf import ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from seqjax.errors import UserError
+from seqjax.errors import UserError, describe
 from seqjax.experiment.config import load_config, omegaconf_message, read_mapping
 from seqjax.experiment.report import SWEEP_RECORD
 from seqjax.experiment.run_lock import lock_holder
+from seqjax.experiment.search import check_random, check_zip, points
 
 SUMMARY = "summary.json"
 
@@ -62,6 +70,10 @@ class SweepConfig:
     experiment: Any = "???"  # a path, or a list of paths
     overrides: list[str] = dataclasses.field(default_factory=list)
     grid: dict[str, list[Any]] = dataclasses.field(default_factory=dict)
+    zip: dict[str, list[Any]] = dataclasses.field(default_factory=dict)  # equal-length lists, varied together
+    random: dict[str, Any] = dataclasses.field(default_factory=dict)  # key: {uniform|loguniform|int|choice: args}
+    samples: int = 0  # draws of the random axes
+    random_seed: int = 0
     seeds: list[int] = dataclasses.field(default_factory=lambda: [0])
     out: Optional[str] = None
 
@@ -97,6 +109,10 @@ def load_sweep(path: str | Path, out: str | Path | None = None) -> tuple[SweepCo
     for key, values in spec.grid.items():
         if not values:
             raise UserError(f"{path}: grid.{key} has no values: give a non-empty list")
+    check_zip(str(path), spec.zip)
+    check_random(str(path), spec.random, spec.samples)
+    for key in set(spec.grid) & set(spec.zip) | (set(spec.grid) | set(spec.zip)) & set(spec.random):
+        raise UserError(f"{path}: {key} is swept twice (in more than one of grid, zip, random): keep one")
     spec.out = str(out) if out is not None else spec.out or str(Path("runs") / "sweeps" / path.stem)
     experiments = spec.experiment if isinstance(spec.experiment, list) else [spec.experiment]
     if not experiments or spec.experiment == "???":
@@ -107,8 +123,20 @@ def load_sweep(path: str | Path, out: str | Path | None = None) -> tuple[SweepCo
     return spec, [path.parent / e for e in experiments]
 
 
-def _value_text(value: Any) -> str:
-    return str(value).replace("/", "_").replace(" ", "")
+def _override_value(value: Any) -> str:
+    """A value as a command-line override writes it (``null``, ``true``: YAML's words)."""
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _label(key: str, value: Any, drawn: bool) -> str:
+    """``lr=0.001``: the key's last part and the value (a drawn float to 4 significant digits)."""
+    text = f"{value:.4g}" if drawn and isinstance(value, float) else str(value)
+    return f"{key.split('.')[-1]}={text.replace('/', '_').replace(' ', '')}"
+
+
+def swept_keys(spec: SweepConfig) -> list[str]:
+    """The keys the search space sets: grid, then zip, then random ones."""
+    return [*spec.grid, *spec.zip, *spec.random]
 
 
 def check_overrides(spec: SweepConfig, overrides: list[str] | tuple[str, ...]) -> None:
@@ -117,8 +145,8 @@ def check_overrides(spec: SweepConfig, overrides: list[str] | tuple[str, ...]) -
         key = override.split("=", 1)[0]
         if "=" not in override or not key:
             raise UserError(f"command line: override {override!r} is not KEY=VALUE, e.g. train.steps=100")
-        if key in spec.grid:
-            raise UserError(f"command line: {key} is swept by the grid ({spec.grid[key]}): edit the sweep file "
+        if key in swept_keys(spec):
+            raise UserError(f"command line: {key} is swept by the grid, zip or random axes: edit the sweep file "
                             "to change its values")
         if key in ("seed", "run_dir"):
             raise UserError(f"command line: {key} is set per trial (seeds, and <out>/<trial>); "
@@ -126,18 +154,19 @@ def check_overrides(spec: SweepConfig, overrides: list[str] | tuple[str, ...]) -
 
 
 def expand(spec: SweepConfig, experiments: list[Path], overrides: list[str] | tuple[str, ...] = ()) -> list[Trial]:
-    """The Cartesian product of experiments, ``grid`` and ``seeds``, in a stable order.
+    """Experiments x the search space's points (:func:`~seqjax.experiment.search.points`) x ``seeds``, in a
+    stable order.
 
     ``overrides`` (checked by :func:`check_overrides`) follow the file's ``overrides`` in every trial.
     """
     check_overrides(spec, overrides)
-    keys = list(spec.grid)
     trials = []
     for experiment in experiments:
         prefix = [experiment.stem] if len(experiments) > 1 else []
-        for values in itertools.product(*(spec.grid[k] for k in keys)):
-            point = [f"{k}={v}" for k, v in zip(keys, values)]
-            label = [f"{k.split('.')[-1]}={_value_text(v)}" for k, v in zip(keys, values)]
+        for index, pairs in enumerate(points(spec.grid, spec.zip, spec.random, spec.samples, spec.random_seed)):
+            point = [f"{k}={_override_value(v)}" for k, v in pairs]
+            label = [_label(k, v, k in spec.random) for k, v in pairs]
+            label += [f"sample={index % spec.samples}"] if spec.random else []
             for seed in spec.seeds:
                 name = ",".join([*prefix, *label, f"seed={seed}"])
                 run_dir = Path(spec.out) / name
@@ -197,19 +226,69 @@ def _run_trial(trial: Trial, quiet: bool, workers: Workers) -> int:
     return rc
 
 
+def vmapped_groups(cfgs: list[Any], vmap: bool | None = None, group_size: int | None = None) -> list[list[int]]:
+    """The indices of the trials trained together, group by group (the others run alone).
+
+    ``vmap=None``: trials sharing a :func:`~seqjax.experiment.vmapped.program_key` with another trial;
+    ``True``: every trial, or one line naming the key that prevents it; ``False``: none.
+    """
+    from seqjax.experiment.vmapped import default_group_size, program_key, shared_program_problem
+
+    if vmap is False or not cfgs:
+        return []
+    if vmap:
+        problem = shared_program_problem(cfgs)
+        if problem:
+            raise UserError(f"--vmap: {problem}")
+    programs: dict[str, list[int]] = {}
+    for i, cfg in enumerate(cfgs):
+        programs.setdefault(repr(sorted(program_key(cfg).items())), []).append(i)
+    groups = []
+    for members in programs.values():
+        if len(members) > 1 or vmap:
+            size = group_size or default_group_size(cfgs[members[0]])
+            groups += [members[start:start + size] for start in range(0, len(members), size)]
+    return groups
+
+
+def _run_group(trials: list[Trial], cfgs: list[Any], quiet: bool) -> list[Trial]:
+    """Train ``trials`` in one vmapped program; returns the failed ones (diverged, or the group's error)."""
+    from seqjax.experiment.vmapped import LOG, VmappedTrainer
+
+    try:
+        results: list[Any] = VmappedTrainer(cfgs).run()
+    except Exception as e:  # the group's trials fail together, as a trial process would alone
+        for trial in trials:
+            trial.run_dir.mkdir(parents=True, exist_ok=True)
+            with open(trial.run_dir / LOG, "a") as log:
+                print(f"error: {describe(e)}", file=log)
+        results = [e] * len(trials)
+    failed = [t for t, r in zip(trials, results) if isinstance(r, BaseException)]
+    if not quiet:
+        for trial, result in zip(trials, results):
+            status = "done" if not isinstance(result, BaseException) else f"FAILED {type(result).__name__}"
+            print(f"[{status}] {trial.name}  (vmapped with {len(trials) - 1} others; log: {trial.run_dir / LOG})",
+                  flush=True)
+    return failed
+
+
 def run_sweep(path: str | Path, *, jobs: int = 1, dry_run: bool = False, quiet: bool = False,
-              overrides: list[str] | tuple[str, ...] = (), out: str | Path | None = None) -> list[Trial]:
+              overrides: list[str] | tuple[str, ...] = (), out: str | Path | None = None,
+              vmap: bool | None = None, group_size: int | None = None) -> list[Trial]:
     """Validate every trial, then run those without a summary; returns the failed trials.
 
-    ``overrides`` are added to every trial (see :func:`check_overrides`); ``out`` replaces the file's.
+    ``overrides`` are added to every trial (see :func:`check_overrides`); ``out`` replaces the file's;
+    ``vmap`` and ``group_size``: see :func:`vmapped_groups`.
     """
     spec, experiments = load_sweep(path, out)
     trials = expand(spec, experiments, overrides)
+    cfgs = []
     for trial in trials:  # validate everything before any work starts
         try:
-            load_config(trial.experiment, list(trial.overrides))
+            cfgs.append(load_config(trial.experiment, [*trial.overrides, "train.progress=false"]))
         except UserError as e:
             raise UserError(f"{path}: trial {trial.name}: {e}") from None
+    groups = vmapped_groups(cfgs, vmap, group_size)
     out = Path(spec.out)
     out.mkdir(parents=True, exist_ok=True)
     record = dataclasses.replace(spec, experiment=[str(e.resolve()) for e in experiments],
@@ -219,19 +298,28 @@ def run_sweep(path: str | Path, *, jobs: int = 1, dry_run: bool = False, quiet: 
     if not quiet:
         print(f"sweep {Path(path).stem}: {len(trials)} trials, {len(trials) - len(pending)} already done; "
               f"out {spec.out}", flush=True)
+    group_of = {i: g for g, members in enumerate(groups) for i in members}
     if dry_run:
-        for t in trials:
-            print("seqjax train", t.experiment, " ".join(t.overrides))
+        for i, t in enumerate(trials):
+            together = f"  # vmapped group {group_of[i] + 1} of {len(groups)}" if i in group_of else ""
+            print("seqjax train", t.experiment, " ".join(t.overrides) + together)
         return []
     _check_not_running(path, pending)
+    failed = []
+    with _stop_on_sigterm():
+        for members in groups:
+            todo = [i for i in members if trials[i] in pending]
+            if todo:
+                failed += _run_group([trials[i] for i in todo], [cfgs[i] for i in todo], quiet)
+    alone = [t for i, t in enumerate(trials) if t in pending and i not in group_of]
     workers = Workers()
     with _stop_on_sigterm(), ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         try:
-            codes = list(pool.map(lambda t: _run_trial(t, quiet, workers), pending))
+            codes = list(pool.map(lambda t: _run_trial(t, quiet, workers), alone))
         except BaseException:  # Ctrl-C, SIGTERM: take the running trials down with the runner
             workers.stop()
             raise
-    return [t for t, rc in zip(pending, codes) if rc != 0]
+    return failed + [t for t, rc in zip(alone, codes) if rc != 0]
 
 
 def _check_not_running(path: str | Path, pending: list[Trial]) -> None:

@@ -1,0 +1,177 @@
+"""Vmapped sweeps: a group of trials in one program equals the trials run alone; random/zip search
+axes; seeds aggregated with Student-t intervals.
+
+Tolerance of vmapped vs alone: metrics and final parameters to rtol 1e-4, atol 1e-6 (float32; the
+batched matmuls of the vmapped program round differently; measured differences are ~1e-6 relative).
+"""
+
+import contextlib
+import io
+import json
+import math
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from seqjax.cli import main
+from seqjax.errors import UserError
+from seqjax.experiment.checkpoints import Checkpoints
+from seqjax.experiment.config import load_config
+from seqjax.experiment.loop import Trainer
+from seqjax.experiment.report import report
+from seqjax.experiment.sweep import expand, load_sweep, run_sweep
+from seqjax.experiment.writers import read_rows
+
+SMOKE = Path(__file__).resolve().parents[1] / "configs" / "experiments" / "smoke_adding.yaml"
+SMALL = ["train.steps=6", "train.log_every=2", "train.eval_every=3", "train.checkpoint_every=3",
+         "train.eval_examples=16", "train.eval_batch_size=16", "train.test_examples=16"]
+TOL = dict(rtol=1e-4, atol=1e-6)
+
+
+def _sweep_file(tmp_path, name="sweep.yaml", **fields):
+    spec = {"experiment": str(SMOKE), "out": str(tmp_path / "out"), "overrides": SMALL, **fields}
+    path = tmp_path / name
+    path.write_text(OmegaConf.to_yaml(OmegaConf.create(spec)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """A vmapped sweep of 6 trials (lr x clip_norm zipped, 2 seeds; lr=1e39 diverges) and 3 of them alone."""
+    tmp = tmp_path_factory.mktemp("vmapped")
+    path = _sweep_file(tmp, zip={"optim.lr": [3e-3, 3e-2, 1e39], "optim.clip_norm": [1.0, None, 1.0]}, seeds=[0, 1])
+    failed = run_sweep(path, quiet=True)
+    trials = {t.name: t for t in expand(*load_sweep(path))}
+    alone = {}
+    for name in ("lr=0.003,clip_norm=1.0,seed=0", "lr=0.003,clip_norm=1.0,seed=1", "lr=0.03,clip_norm=None,seed=1"):
+        cfg = load_config(SMOKE, [*trials[name].overrides[:-1], f"run_dir={tmp / 'alone' / name}"])
+        trainer = Trainer(cfg)
+        trainer.run()
+        alone[name] = trainer
+    return path, trials, failed, alone
+
+
+def test_vmapped_trials_equal_the_trials_run_alone(swept):
+    _, trials, _, alone = swept
+    for name, trainer in alone.items():
+        together = trials[name].run_dir
+        rows, expected = read_rows(together), read_rows(trainer.cfg.run_dir)
+        assert [(r["step"], r["split"]) for r in rows] == [(r["step"], r["split"]) for r in expected]
+        for row, want in zip(rows, expected):
+            numbers = [k for k in want if k not in ("step", "split")]
+            np.testing.assert_allclose([row[k] for k in numbers], [want[k] for k in numbers], **TOL)
+        like = trainer.init_state()
+        mine = _restore_latest(together, trainer, like)
+        theirs = _restore_latest(Path(trainer.cfg.run_dir), trainer, like)
+        assert int(mine.step) == int(theirs.step) == 6
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), **TOL), mine, theirs)
+        summary = json.loads((together / "summary.json").read_text())
+        assert summary["steps"] == 6 and summary["param_count"] == json.loads(
+            (Path(trainer.cfg.run_dir) / "summary.json").read_text())["param_count"]
+        assert OmegaConf.load(together / "config.yaml").optim.lr == trainer.cfg.optim.lr
+
+
+def _restore_latest(run_dir, trainer, like):
+    ckpt = Checkpoints(run_dir, trainer.cfg.train)
+    try:
+        return ckpt.restore_latest(like)
+    finally:
+        ckpt.close()
+
+
+def test_a_diverging_trial_is_masked_out_and_reported(swept):
+    path, trials, failed, _ = swept
+    diverged = sorted(t.name for t in failed)
+    assert diverged == ["lr=1e+39,clip_norm=1.0,seed=0", "lr=1e+39,clip_norm=1.0,seed=1"]
+    for name in diverged:
+        assert not (trials[name].run_dir / "summary.json").exists()
+        assert "became NaN/Inf between steps 0 and 2" in (trials[name].run_dir / "train.log").read_text()
+    text = report(load_sweep(path)[0].out)
+    assert "not in the table (2 runs without a summary)" in text and "lr=1e+39,clip_norm=1.0,seed=0: error:" in text
+    assert "| 0.003 | 1.0 | 2 |" in text  # the other configurations: 2 seeds each
+
+
+def test_a_vmapped_trial_resumes_alone(swept):
+    _, trials, _, _ = swept
+    run_dir = trials["lr=0.03,clip_norm=None,seed=0"].run_dir
+    before = read_rows(run_dir)
+    summary = Trainer(load_config(run_dir, ["train.steps=8"])).run()
+    assert summary["resumed_from"] == 6 and summary["steps"] == 8
+    rows = read_rows(run_dir)
+    assert rows[:len(before)] == before and rows[-2]["step"] == 8
+
+
+def test_a_rerun_of_a_finished_vmapped_sweep_does_nothing(swept, capsys):
+    path, _, _, _ = swept
+    run_sweep(path, dry_run=True)
+    assert "6 trials, 4 already done" in capsys.readouterr().out  # a re-run retries only the 2 diverged ones
+
+
+def test_vmap_refuses_a_shape_changing_axis_in_one_line(tmp_path):
+    path = _sweep_file(tmp_path, grid={"model.hidden_size": [4, 8]})
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        assert main(["sweep", str(path), "--vmap", "--dry-run"]) == 2
+    lines = err.getvalue().strip().splitlines()
+    assert len(lines) == 1 and "--vmap: model.hidden_size differs between trials (4 vs 8)" in lines[0]
+
+
+def test_dry_run_shows_the_groups(tmp_path, capsys):
+    path = _sweep_file(tmp_path, grid={"model.hidden_size": [4, 8]}, seeds=[0, 1, 2])
+    assert run_sweep(path, dry_run=True, group_size=2) == []
+    printed = capsys.readouterr().out.splitlines()
+    groups = [line.split("# ")[-1] for line in printed if line.startswith("seqjax train")]
+    assert groups == [f"vmapped group {g} of 4" for g in (1, 1, 2, 3, 3, 4)]
+    assert run_sweep(path, dry_run=True, vmap=False) == []
+    assert "vmapped" not in capsys.readouterr().out
+
+
+def test_random_axes_are_reproducible_and_in_range(tmp_path):
+    random = {"optim.lr": {"loguniform": [1e-4, 1e-2]}, "optim.b1": {"uniform": [0.8, 0.95]},
+              "train.batch_size": {"int": [4, 8]}, "optim.name": {"choice": ["adam", "adamw"]}}
+    path = _sweep_file(tmp_path, random=random, samples=5, random_seed=3, seeds=[0, 1])
+    first, again = expand(*load_sweep(path)), expand(*load_sweep(path))
+    assert first == again and len(first) == 10 and len({t.run_dir for t in first}) == 10
+    values = [dict(o.split("=", 1) for o in t.overrides if o.split("=")[0] in random) for t in first[::2]]
+    assert all(1e-4 <= float(v["optim.lr"]) <= 1e-2 and 0.8 <= float(v["optim.b1"]) <= 0.95
+               and v["train.batch_size"] in {"4", "5", "6", "7", "8"} and v["optim.name"] in {"adam", "adamw"}
+               for v in values)
+    assert [t.name.split(",")[-2] for t in first[::2]] == [f"sample={i}" for i in range(5)]
+    other = expand(*load_sweep(_sweep_file(tmp_path, "other.yaml", random=random, samples=5, random_seed=4)))
+    assert [t.overrides for t in other] != [t.overrides for t in first[::2]]
+
+
+@pytest.mark.parametrize("fields, match", [
+    ({"random": {"optim.lr": {"loguniform": [1e-4, 1e-2]}}}, "random axes need samples >= 1"),
+    ({"random": {"optim.lr": {"lognormal": [0, 1]}}, "samples": 2}, "unknown random.optim.lr distribution"),
+    ({"random": {"optim.lr": {"loguniform": [0, 1]}}, "samples": 2}, "needs lo > 0"),
+    ({"random": {"optim.lr": {"uniform": [2, 1]}}, "samples": 2}, r"takes \[lo, hi\] with lo < hi"),
+    ({"zip": {"optim.lr": [1, 2], "optim.b1": [0.9]}}, "zip axes must be non-empty lists of one length"),
+    ({"grid": {"optim.lr": [1]}, "zip": {"optim.lr": [2]}}, "optim.lr is swept twice"),
+], ids=["no samples", "unknown distribution", "loguniform at 0", "lo >= hi", "zip lengths", "swept twice"])
+def test_bad_search_spaces_fail_in_one_line(tmp_path, fields, match):
+    with pytest.raises(UserError, match=match) as e:
+        load_sweep(_sweep_file(tmp_path, **fields))
+    assert "\n" not in str(e.value)
+
+
+def test_report_gives_student_t_intervals(tmp_path):
+    (tmp_path / "sweep.yaml").write_text("grid: {optim.lr: [0.1]}\n")
+    bests = [0.5, 0.7, 0.65]
+    for seed, best in enumerate(bests):
+        run = tmp_path / f"lr=0.1,seed={seed}"
+        run.mkdir()
+        (run / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create({"seed": seed, "optim": {"lr": 0.1}})))
+        (run / "summary.json").write_text(json.dumps({
+            "best_metric": "loss", "best": {"loss": best}, "final": {"val": {"loss": best}},
+            "baseline": {"loss": 1 / 6}, "param_count": 100, "wall_time_s": 2.0}))
+    text = report(tmp_path)
+    half = 4.302652729911275 * np.std(bests, ddof=1) / math.sqrt(3)  # t_{0.975, 2} from the t table
+    (row,) = json.loads((tmp_path / "aggregate.json").read_text())["rows"]
+    assert row["n"] == 3 and row["best"]["mean"] == pytest.approx(np.mean(bests))
+    assert row["best"]["ci95"] == pytest.approx(half, rel=1e-9)
+    assert f"| 0.1 | 3 | {np.mean(bests):.4g} ± {half:.2g} |" in text
+    assert "best_ci95" in (tmp_path / "aggregate.csv").read_text().splitlines()[0]

@@ -7,7 +7,9 @@ import argparse
 
 def _report(args: argparse.Namespace) -> int:
     from seqjax.experiment.report import report
+    from seqjax.experiment.study_report import study_report
 
+    print(study_report(args.dir))  # a search folder: Optuna's plots and best.yaml
     print(report(args.dir))
     return 0
 

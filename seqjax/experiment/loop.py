@@ -146,13 +146,17 @@ class Trainer:
             self._eval_sets[split] = self.workload.eval_set(split, examples)
         return evaluate(self._eval_step, params, self._eval_sets[split], self.cfg.train.eval_batch_size, self.mesh)
 
-    def run(self) -> dict:
-        """Train (or resume) in ``cfg.run_dir``, holding its lock throughout (process 0 of a multi-host run)."""
+    def run(self, on_eval: Callable[[int, dict[str, float]], None] | None = None) -> dict:
+        """Train (or resume) in ``cfg.run_dir``, holding its lock throughout (process 0 of a multi-host run).
+
+        ``on_eval(step, val)`` is called after each validation row is written; an exception it raises stops
+        training there (the row and the earlier checkpoints kept, no summary written) and propagates.
+        """
         self._check_best_metric()
         with RunLock(self.cfg.run_dir) if distributed.is_main_process() else contextlib.nullcontext():
-            return self._run()
+            return self._run(on_eval)
 
-    def _run(self) -> dict:
+    def _run(self, on_eval: Callable[[int, dict[str, float]], None] | None) -> dict:
         cfg, t = self.cfg, self.cfg.train
         run_dir = prepare_run_dir(cfg)
         started = time.time()
@@ -185,6 +189,8 @@ class Trainer:
                     self._report(bar, s, val)
                     if s % t.checkpoint_every == 0 or s == t.steps:
                         ckpt.save(state, val)
+                    if on_eval is not None:
+                        on_eval(s, val)
         finally:
             if bar is not None:
                 bar.close()

@@ -6,8 +6,9 @@ directories.  Each run contributes its ``summary.json``: the best and final vali
 only in ``seed`` are aggregated as ``mean ± h`` with ``n`` the number of seeds, where ``[mean - h, mean + h]``
 is the 95% confidence interval of the mean under Student's t: ``h = t_{0.975, n-1} * s / sqrt(n)`` (``s``
 the sample standard deviation; a single seed has no interval).  Run directories without a summary
-(failed, diverged or unfinished trials) are listed under the table with the error their ``train.log``
-ends on, never silently dropped.  Writes ``results.md``, ``results.csv`` (one row per run),
+(failed, diverged, pruned or unfinished trials) are listed under the table with the error their
+``train.log`` ends on (a pruned search trial: the step its ``pruned.json`` names), never silently dropped.
+Writes ``results.md``, ``results.csv`` (one row per run),
 ``aggregate.csv`` and ``aggregate.json`` (one row per configuration: mean, ci95, std, n) and, when a key
 was swept, ``results.png`` (metric against the first swept key, with the intervals as error bars).
 """
@@ -42,6 +43,7 @@ def _swept_keys(root: Path) -> list[str]:
     experiments = sweep.get("experiment")
     several = isinstance(experiments, ListConfig) and len(experiments) > 1
     space = [k for part in ("grid", "zip", "random") for k in sweep.get(part, {}).keys()]
+    space += list(sweep.get("search", {}).get("space", {}))  # an Optuna search's axes
     return (["name"] if several else []) + space
 
 
@@ -160,7 +162,10 @@ def unfinished(root: Path) -> list[str]:
         log = run / "train.log"
         errors = [line for line in log.read_text(errors="replace").splitlines() if line.startswith("error")] \
             if log.exists() else []
-        lines.append(f"{run.name}: {errors[-1][:300] if errors else 'no summary (unfinished, or killed)'}")
+        pruned = json.loads((run / "pruned.json").read_text()) if (run / "pruned.json").exists() else None
+        why = f"pruned at step {pruned['pruned_at_step']}" if pruned else errors[-1][:300] if errors else \
+            "no summary (unfinished, or killed)"
+        lines.append(f"{run.name}: {why}")
     return lines
 
 

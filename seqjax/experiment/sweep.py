@@ -12,6 +12,7 @@ A sweep file (``configs/sweeps/*.yaml``)::
 
 Beside ``grid``: ``zip`` axes that vary together and ``random`` axes drawn ``samples`` times from
 ``random_seed`` (:mod:`~seqjax.experiment.search`); a random trial's name carries ``sample=<i>``.
+A ``search:`` section instead runs an adaptive Optuna study (:mod:`~seqjax.experiment.optuna_search`).
 
 A list of experiments (e.g. one per model family, whose options differ) is one more grid dimension;
 each trial keeps its experiment's ``name``, which ``seqjax report`` shows as a column.
@@ -76,6 +77,7 @@ class SweepConfig:
     random_seed: int = 0
     seeds: list[int] = dataclasses.field(default_factory=lambda: [0])
     out: Optional[str] = None
+    search: dict[str, Any] = dataclasses.field(default_factory=dict)  # adaptive search: optuna_search.py
 
 
 @dataclasses.dataclass(frozen=True)
@@ -281,6 +283,9 @@ def run_sweep(path: str | Path, *, jobs: int = 1, dry_run: bool = False, quiet: 
     ``vmap`` and ``group_size``: see :func:`vmapped_groups`.
     """
     spec, experiments = load_sweep(path, out)
+    if spec.search:
+        raise UserError(f"{path} has a search section: run it with seqjax.experiment.optuna_search.run_search "
+                        "(what `seqjax sweep` does)")
     trials = expand(spec, experiments, overrides)
     cfgs = []
     for trial in trials:  # validate everything before any work starts

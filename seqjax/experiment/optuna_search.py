@@ -163,7 +163,8 @@ class Search:
 
     def trial_overrides(self, pairs: list[tuple[str, Any]], run_dir: Path) -> list[str]:
         return [*self.sweep.overrides, *self.overrides, *(f"{k}={_override_value(v)}" for k, v in pairs),
-                f"seed={self.sweep.seeds[0]}", f"run_dir={run_dir}", "train.progress=false"]
+                f"seed={self.sweep.seeds[0]}", f"run_dir={run_dir}", "train.progress=false",
+                "train.restart=true"]  # a retried trial resumes from its checkpoint, or starts over without one
 
     def load_study(self, seed: int) -> Any:
         import optuna
@@ -195,6 +196,8 @@ def load_search(path: str | Path, overrides: list[str] | tuple[str, ...] = (), o
     except UserError as e:
         raise UserError(f"{where}: a search trial: {e}") from None
     open_storage(search.storage)
+    make_sampler(spec, sweep.random_seed)
+    make_pruner(spec, where)
     return search
 
 

@@ -175,3 +175,31 @@ def test_report_gives_student_t_intervals(tmp_path):
     assert row["best"]["ci95"] == pytest.approx(half, rel=1e-9)
     assert f"| 0.1 | 3 | {np.mean(bests):.4g} ± {half:.2g} |" in text
     assert "best_ci95" in (tmp_path / "aggregate.csv").read_text().splitlines()[0]
+
+
+def test_an_interrupted_vmapped_group_resumes_bit_identically(tmp_path):
+    from seqjax.experiment.vmapped import VmappedTrainer
+
+    def group(run: str, steps: int) -> list:
+        cfgs = [load_config(SMOKE, [*SMALL, f"seed={seed}", f"optim.lr={lr}", f"train.steps={steps}",
+                                    f"run_dir={tmp_path / run / str(seed)}"]) for seed, lr in ((0, 0.01), (1, 0.02))]
+        return VmappedTrainer(cfgs).run()
+
+    group("straight", 6)
+    group("interrupted", 3)  # stopped after its checkpoint at step 3, as a kill would leave it
+    resumed = group("interrupted", 6)
+    assert [s["resumed_from"] for s in resumed] == [3, 3]
+    for seed in ("0", "1"):
+        a, b = tmp_path / "straight" / seed, tmp_path / "interrupted" / seed
+        assert read_rows(a) == read_rows(b)
+        trainer = Trainer(load_config(a))
+        like = trainer.init_state()
+        jax.tree.map(lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)),
+                     _restore_latest(a, trainer, like), _restore_latest(b, trainer, like))
+
+
+def test_the_shipped_vmapped_sweep_is_one_group(tmp_path, capsys):
+    shipped = SMOKE.parents[1] / "sweeps" / "adding_rnn_clip.yaml"
+    assert run_sweep(shipped, dry_run=True, vmap=True, out=tmp_path / "o") == []
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("seqjax train")]
+    assert len(lines) == 45 and all(line.endswith("# vmapped group 1 of 1") for line in lines)

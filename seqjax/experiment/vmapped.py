@@ -181,17 +181,19 @@ class VmappedTrainer:
             new, metrics = make_train_step(self.workload, self.tx, dropout_key, constrain)(state)
             return jax.tree.map(lambda n, o: jnp.where(active, n, o), new, state), metrics
 
-        self._train_step = jax.jit(jax.vmap(lane_step), donate_argnums=0)
+        self._placed = distributed.replicated(self.mesh)  # the group's state, as the train step leaves it
+        self._train_step = jax.jit(jax.vmap(lane_step), out_shardings=(self._placed, None), donate_argnums=0)
         self._eval_step = jax.jit(jax.vmap(make_eval_step(self.workload), in_axes=(0, None)))
         self._val_set: dict | None = None
 
     def _wrap(self, solo: TrainState) -> TrainState:
-        """Stacked solo states -> the group's: the optimizer state inside ``inject_hyperparams``' with the values."""
+        """Stacked solo states -> the group's: the optimizer state inside ``inject_hyperparams``' with the values,
+        placed as the train step places it (so its first call is its only compilation)."""
         copy = lambda x: jnp.array(x, copy=True)  # noqa: E731  # the train step donates its state's buffers
         injected = optax.InjectStatefulHyperparamsState(
             count=copy(solo.step), hyperparams={n: copy(v) for n, v in self._values.items()}, hyperparams_states={},
             inner_state=solo.opt_state)
-        return solo._replace(opt_state=injected)
+        return jax.device_put(solo._replace(opt_state=injected), self._placed)
 
     def lane_state(self, state: TrainState, i: int) -> TrainState:
         """Trial ``i``'s state as it would be alone (what its checkpoints hold)."""

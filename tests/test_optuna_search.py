@@ -70,12 +70,13 @@ def test_killed_search_reruns_to_n_trials_then_reports_a_best_yaml_that_trains(t
     the finished trials and runs on to n_trials; the report's best.yaml trains."""
     path = _search_file(tmp_path, steps=8, n_trials=2, pruner="none")
     url = f"sqlite:///{tmp_path / 'out' / 'optuna.db'}"
-    proc = subprocess.Popen([sys.executable, "-m", "seqjax.cli", "sweep", str(path)], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = open(tmp_path / "first-run.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "seqjax.cli", "sweep", str(path)], cwd=tmp_path, stdout=log,
+                            stderr=subprocess.STDOUT)
     deadline, killed = time.time() + 300, None
     while killed is None and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
-        if not (tmp_path / "out" / "optuna.db").exists():
+        if "to run;" not in (tmp_path / "first-run.log").read_text():  # the study exists (tables made once)
             continue
         trials = _study(url).get_trials(deepcopy=False)
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -84,7 +85,8 @@ def test_killed_search_reruns_to_n_trials_then_reports_a_best_yaml_that_trains(t
             proc.send_signal(signal.SIGKILL)
             killed = running[0]
     proc.wait()
-    assert killed is not None, "the search finished or stalled before it could be killed mid-trial"
+    log.close()
+    assert killed is not None, f"not killed mid-trial: {(tmp_path / 'first-run.log').read_text()[-3000:]}"
 
     run_search(path, quiet=True)
     study = _study(url)

@@ -13,6 +13,7 @@
       sampler: tpe                             # tpe | random | cmaes | grid (grid: every axis a `choice`)
       pruner: median                           # median | successive_halving | hyperband | none
       pruner_args: {n_startup_trials: 2}       # keyword arguments of the Optuna pruner
+      storage: journal:/shared/study.log       # optional, as --storage takes it (which wins); default <out>/optuna.db
     random_seed: 0                             # the sampler's seed (worker i: random_seed + i)
 
 Each trial trains in the worker's process (:class:`~seqjax.experiment.loop.Trainer`) in its own run
@@ -169,6 +170,7 @@ class Search:
     def load_study(self, seed: int) -> Any:
         import optuna
 
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
         return optuna.create_study(study_name=self.study_name, storage=open_storage(self.storage),
                                    direction=self.spec.direction, sampler=make_sampler(self.spec, seed),
                                    pruner=make_pruner(self.spec, str(self.path)), load_if_exists=True)
@@ -261,9 +263,8 @@ def retry_dead_trials(study: Any) -> int:
         interrupted = t.state == TrialState.FAIL and t.user_attrs.get("interrupted")
         if (dead or interrupted) and t.number not in retried:
             if dead:
-                study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-            study.enqueue_trial(t.params, user_attrs={"run_dir": run_dir, "retries": t.number},
-                                skip_if_exists=False)
+                study.tell(t.number, state=TrialState.FAIL)
+            study.enqueue_trial(t.params, user_attrs={"run_dir": run_dir, "retries": t.number})
             count += 1
     return count
 
@@ -277,11 +278,9 @@ def _remaining(study: Any, n_trials: int) -> int:
 
 def optimize(search: Search, worker: int = 0, quiet: bool = False) -> None:
     """One worker: run trials of the study until ``n_trials`` have finished (or are running elsewhere)."""
-    import optuna
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = search.load_study(search.sweep.random_seed + worker)
     remaining = _remaining(study, search.spec.n_trials)
     if remaining > 0:
@@ -298,8 +297,8 @@ def run_search(path: str | Path, *, jobs: int = 1, quiet: bool = False, override
     search.out.mkdir(parents=True, exist_ok=True)
     record = dataclasses.replace(search.sweep, experiment=[str(search.experiment.resolve())],
                                  overrides=[*search.sweep.overrides, *overrides],
-                                 search={**search.sweep.search, "storage": search.storage,
-                                         "study_name": search.study_name})
+                                 search={**search.sweep.search, "storage": storage or search.spec.storage,
+                                         "study_name": search.study_name})  # storage None: <out>/optuna.db
     (search.out / SWEEP_RECORD).write_text(OmegaConf.to_yaml(OmegaConf.structured(record)))
     study = search.load_study(search.sweep.random_seed)
     retried = retry_dead_trials(study)

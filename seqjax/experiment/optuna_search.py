@@ -40,7 +40,7 @@ from typing import Any, Callable, Optional
 
 from omegaconf import OmegaConf
 
-from seqjax.errors import UserError, check_choice, check_positive
+from seqjax.errors import UserError, check_choice, check_positive, describe
 from seqjax.experiment.config import load_config
 from seqjax.experiment.loop import Trainer
 from seqjax.experiment.report import SWEEP_RECORD
@@ -229,7 +229,12 @@ def _objective(search: Search, quiet: bool) -> Callable[[Any], float]:
         run_dir.mkdir(parents=True, exist_ok=True)
         try:
             with open(run_dir / "train.log", "a") as log, contextlib.redirect_stderr(log):
-                Trainer(cfg).run(on_eval)
+                try:
+                    Trainer(cfg).run(on_eval)
+                except Exception as e:  # diverged, or a bad objective: in the log, as a trial process writes it
+                    if not isinstance(e, optuna.TrialPruned):
+                        print(f"error: {describe(e)}", file=log)
+                    raise
         except optuna.TrialPruned as e:
             _say(quiet, f"[pruned] {run_dir.name} {label}: {e}")
             raise

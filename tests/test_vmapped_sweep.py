@@ -203,3 +203,15 @@ def test_the_shipped_vmapped_sweep_is_one_group(tmp_path, capsys):
     assert run_sweep(shipped, dry_run=True, vmap=True, out=tmp_path / "o") == []
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("seqjax train")]
     assert len(lines) == 45 and all(line.endswith("# vmapped group 1 of 1") for line in lines)
+
+
+def test_report_plots_against_an_axis_holding_null(tmp_path):
+    (tmp_path / "sweep.yaml").write_text("grid: {optim.clip_norm: [null, 1.0]}\n")
+    for clip in (None, 1.0):
+        run = tmp_path / f"clip_norm={clip},seed=0"
+        run.mkdir()
+        (run / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create({"seed": 0, "optim": {"clip_norm": clip}})))
+        (run / "summary.json").write_text(json.dumps({
+            "best_metric": "loss", "best": {"loss": 0.1}, "final": {"val": {"loss": 0.1}},
+            "baseline": {"loss": 1 / 6}, "param_count": 100, "wall_time_s": 2.0}))
+    assert "| None | 1 | 0.1 |" in report(tmp_path) and (tmp_path / "results.png").exists()

@@ -183,7 +183,7 @@ def plot(keys: list[str], rows: list[dict[str, Any]], path: Path) -> None:
             lines[tuple(r[k] for k in others)][r[x_key]].append(r["best"])
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, points in lines.items():
-        xs = sorted(points)
+        xs = sorted(points, key=_sort_key)  # clip_norm=None beside numbers
         stats = [mean_ci(points[x]) for x in xs]
         name = ", ".join(f"{k}={v}" for k, v in zip(others, label)) or None
         ax.errorbar([str(x) for x in xs], [s["mean"] for s in stats], yerr=[s["ci95"] or 0.0 for s in stats],

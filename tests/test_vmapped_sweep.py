@@ -215,3 +215,25 @@ def test_report_plots_against_an_axis_holding_null(tmp_path):
             "best_metric": "loss", "best": {"loss": 0.1}, "final": {"val": {"loss": 0.1}},
             "baseline": {"loss": 1 / 6}, "param_count": 100, "wall_time_s": 2.0}))
     assert "| None | 1 | 0.1 |" in report(tmp_path) and (tmp_path / "results.png").exists()
+
+
+MAMBA = SMOKE.parent / "selective_copy_mamba.yaml"  # warmup_cosine: the swept lr inside a schedule
+
+
+@pytest.mark.parametrize("experiment, model", [
+    (SMOKE, ["model=rnn", "model.hidden_size=8"]),
+    (MAMBA, ["model.d_model=8", "model.n_layers=1", "model.d_state=4", "task.seq_len=16", "task.num_tokens=4",
+             "train.batch_size=8", "optim.warmup_steps=1"]),
+], ids=["rnn", "mamba"])
+def test_other_families_vmapped_equal_alone(tmp_path, experiment, model):
+    from seqjax.experiment.vmapped import VmappedTrainer
+
+    tiny = [*SMALL, *model, "train.steps=2", "train.log_every=1", "train.eval_every=2", "train.checkpoint_every=2"]
+    cfgs = [load_config(experiment, [*tiny, f"seed={seed}", f"optim.lr={lr}", f"run_dir={tmp_path / str(seed)}"])
+            for seed, lr in ((0, 0.01), (1, 0.03))]
+    VmappedTrainer(cfgs).run()
+    alone = Trainer(load_config(experiment, [*tiny, "seed=1", "optim.lr=0.03", f"run_dir={tmp_path / 'alone'}"]))
+    alone.run()
+    for row, want in zip(read_rows(tmp_path / "1"), read_rows(tmp_path / "alone"), strict=True):
+        numbers = [k for k in want if k not in ("step", "split")]
+        np.testing.assert_allclose([row[k] for k in numbers], [want[k] for k in numbers], **TOL)

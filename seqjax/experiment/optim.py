@@ -23,10 +23,11 @@ def make_schedule(cfg: Any, total_steps: int, lr: float | None = None) -> optax.
     lr = cfg.lr if lr is None else lr
     if cfg.schedule == "constant":
         return optax.constant_schedule(lr)
-    return optax.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=lr, warmup_steps=cfg.warmup_steps,
-        decay_steps=max(total_steps, cfg.warmup_steps + 1), end_value=lr * cfg.final_lr_fraction,
+    shape = optax.warmup_cosine_decay_schedule(  # peak 1, scaled by lr: optax branches on the peak's value
+        init_value=0.0, peak_value=1.0, warmup_steps=cfg.warmup_steps,
+        decay_steps=max(total_steps, cfg.warmup_steps + 1), end_value=cfg.final_lr_fraction,
     )
+    return lambda step: lr * shape(step)
 
 
 def _momentum(cfg: Any) -> Any:

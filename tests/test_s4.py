@@ -10,7 +10,7 @@ from step_form import run_steps
 from seqjax.errors import UserError
 from seqjax.ops.hippo import dplr_legs, hippo_legs, s4d_init
 from seqjax.models.ssm import S4, S4D
-from seqjax.ops.ssm_kernel import dplr_kernel, s4d_kernel
+from seqjax.ops.ssm_kernel import discretize_diag, dplr_kernel, s4d_kernel
 from seqjax.models.registry import build_backbone
 from seqjax.models.ssm import S4DOptions, S4Options
 from seqjax.models.blocks import ssm_param_labels
@@ -88,6 +88,24 @@ def test_s4d_kernel_equals_impulse_response(method):
     args = (jnp.asarray(x[None], jnp.complex64) for x in (lam, b, c))
     got = s4d_kernel(*args, jnp.array([dt]), length, method)[0]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("length", [1, 7, 130])
+def test_s4d_kernel_and_gradients_equal_direct_powers(length):
+    """The split-Vandermonde kernel equals 2 Re(sum_n C_n Bbar_n exp(l log Abar_n)) (every term exponentiated)."""
+    rng = np.random.default_rng(2)
+    lam, b = (jnp.asarray(np.broadcast_to(x, (3, 4)), jnp.complex64) for x in s4d_init(8, "legs"))
+    c = jnp.asarray(rng.normal(size=(3, 4)) + 1j * rng.normal(size=(3, 4)), jnp.complex64)
+    dt, w = jnp.array([0.01, 0.05, 0.2]), jnp.asarray(rng.normal(size=(3, length)), jnp.float32)
+
+    def direct(c, dt):
+        a_bar, b_bar = discretize_diag(lam, b, dt[:, None], "zoh")
+        return 2.0 * jnp.sum((c * b_bar)[..., None] * jnp.exp(jnp.log(a_bar)[..., None] * jnp.arange(length)), 1).real
+
+    fast = lambda c, dt: s4d_kernel(lam, b, c, dt, length, "zoh")  # noqa: E731
+    np.testing.assert_allclose(fast(c, dt), direct(c, dt), rtol=1e-5, atol=1e-5)
+    for got, want in zip(*(jax.grad(lambda *a, f=f: jnp.sum(w * f(*a)), (0, 1))(c, dt) for f in (fast, direct))):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(jnp.abs(want).max()))
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,72 @@
+"""S4D train step: the split-Vandermonde kernel (``seqjax.ops.ssm_kernel.s4d_kernel``) against the direct one.
+
+The direct kernel exponentiates every ``[H, N/2, L]`` term in complex arithmetic,
+``K_l = 2 Re(sum_n C_n Bbar_n exp(l log Abar_n))``, summed ``STATE_BLOCK`` modes at a time
+(the form before issue 19). Both S4D backbones (``seqjax bench``'s options, width 64) are
+timed in interleaved rounds in one process; the median ratio direct / split is printed::
+
+    python experiments/benchmarks/s4d_speed.py [--rounds 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from unittest import mock
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from seqjax.benchmarks.backbones import backbone_module, module_program
+from seqjax.benchmarks.programs import Shape, inputs
+from seqjax.ops.ssm_kernel import discretize_diag, state_sum
+
+SHAPES = (Shape(8, 1024, 64, 64), Shape(32, 256, 64, 64), Shape(64, 256, 64, 64))
+
+
+# K_l = 2 Re(sum_n C_n Bbar_n exp(l log Abar_n)), every [H, n, L] term exponentiated
+def direct_kernel(lam, b, c, dt, length, method):
+    """The S4D kernel before issue 19: a complex ``exp`` per ``(h, n, l)``."""
+    a_bar, b_bar = discretize_diag(lam, b, dt[:, None], method)
+    steps = jnp.arange(length)
+
+    def term(cb, log_a):
+        return cb[..., None] * jnp.exp(log_a[..., None] * steps)
+
+    return 2.0 * state_sum(term, c * b_bar, jnp.log(a_bar)).real
+
+
+def train_step(shape: Shape, direct: bool):
+    """The ``seqjax bench`` S4D train step, compiled (with the direct kernel when ``direct``)."""
+    with mock.patch("seqjax.models.ssm.s4d_kernel", direct_kernel) if direct else mock.MagicMock():
+        step = module_program(backbone_module("s4d", shape.hidden), inputs(shape)).train_step
+        step()
+    return step
+
+
+def time_once(step, times: list) -> None:
+    """Append the seconds of one blocking call of ``step`` to ``times``."""
+    start = time.perf_counter()
+    jax.block_until_ready(step())
+    times.append(time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    print("| shape (B, T, width) | direct kernel (ms) | split kernel (ms) | speedup |")
+    print("|---|---|---|---|")
+    for shape in SHAPES:
+        steps = {"direct": train_step(shape, True), "split": train_step(shape, False)}
+        times: dict = {k: [] for k in steps}
+        for _ in range(args.rounds):
+            for name, step in steps.items():
+                time_once(step, times[name])
+        old, new = (float(np.median(times[k])) * 1e3 for k in ("direct", "split"))
+        print(f"| {shape.batch}, {shape.time}, {shape.hidden} | {old:.1f} | {new:.1f} | {old / new:.2f}x |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -222,8 +222,8 @@ MAMBA = SMOKE.parent / "selective_copy_mamba.yaml"  # warmup_cosine: the swept l
 
 @pytest.mark.parametrize("experiment, model", [
     (SMOKE, ["model=rnn", "model.hidden_size=8"]),
-    (MAMBA, ["model.d_model=8", "model.n_layers=1", "model.d_state=4", "task.seq_len=16", "task.num_tokens=4",
-             "train.batch_size=8", "optim.warmup_steps=1"]),
+    pytest.param(MAMBA, ["model.d_model=8", "model.n_layers=1", "model.d_state=4", "task.seq_len=16", "task.num_tokens=4",
+             "train.batch_size=8", "optim.warmup_steps=1"], marks=pytest.mark.slow),  # ~30 s of compilation
 ], ids=["rnn", "mamba"])
 def test_other_families_vmapped_equal_alone(tmp_path, experiment, model):
     from seqjax.experiment.vmapped import VmappedTrainer

@@ -237,3 +237,36 @@ def test_other_families_vmapped_equal_alone(tmp_path, experiment, model):
     for row, want in zip(read_rows(tmp_path / "1"), read_rows(tmp_path / "alone"), strict=True):
         numbers = [k for k in want if k not in ("step", "split")]
         np.testing.assert_allclose([row[k] for k in numbers], [want[k] for k in numbers], **TOL)
+
+
+@pytest.mark.slow  # a real runner process killed, then two sweeps to compare (~1 min)
+def test_kill_9_of_a_vmapped_runner_then_rerun_is_bit_identical(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    fields = dict(grid={"optim.lr": [0.01, 0.02]}, seeds=[0], overrides=[
+        *SMALL, "train.steps=400", "train.log_every=5", "train.eval_every=10", "train.checkpoint_every=10"])
+    killed = _sweep_file(tmp_path, "killed.yaml", **fields, out=str(tmp_path / "killed"))
+    runner = subprocess.Popen([sys.executable, "-m", "seqjax.cli", "sweep", str(killed), "--vmap"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = tmp_path / "killed" / "lr=0.01,seed=0" / "checkpoints"
+    deadline = time.time() + 240
+    while not (checkpoints.is_dir() and any(p.name.isdigit() and int(p.name) >= 30 for p in checkpoints.iterdir())):
+        assert runner.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    runner.send_signal(signal.SIGKILL)
+    runner.wait(timeout=60)
+    assert not (tmp_path / "killed" / "lr=0.01,seed=0" / "summary.json").exists()
+    assert run_sweep(killed, quiet=True) == []
+    straight = _sweep_file(tmp_path, "straight.yaml", **fields, out=str(tmp_path / "straight"))
+    assert run_sweep(straight, quiet=True, vmap=True) == []
+    for name in ("lr=0.01,seed=0", "lr=0.02,seed=0"):
+        a, b = tmp_path / "killed" / name, tmp_path / "straight" / name
+        assert json.loads((a / "summary.json").read_text())["resumed_from"] >= 10  # its last finished checkpoint
+        assert read_rows(a) == read_rows(b)
+        trainer = Trainer(load_config(b))
+        like = trainer.init_state()
+        jax.tree.map(lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)),
+                     _restore_latest(a, trainer, like), _restore_latest(b, trainer, like))

@@ -60,6 +60,23 @@ def test_chunked_remat_gradients_equal_single_pass():
         np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4 * float(jnp.abs(r).max()))
 
 
+@pytest.mark.parametrize("chunk_size", [None, 4, 1])
+def test_sequential_gradients_equal_associative_with_initial_state(chunk_size):
+    """Gradients of the sequential (fused) scan equal those of the associative one, ``h0`` and ``x_L`` included."""
+    inputs = tuple(jnp.asarray(v, jnp.float32) for v in random_inputs(seed=2, steps=10))
+    h0 = jax.random.normal(jax.random.key(1), (2, 3, 4))
+    w = jax.random.normal(jax.random.key(0), inputs[0].shape)
+
+    def loss(method):
+        def f(h0, *xs):
+            y, x = selective_scan(*xs, h0=h0, chunk_size=chunk_size, method=method)
+            return jnp.sum(w * y) + jnp.sum(x**2)
+        return jax.jit(jax.grad(f, tuple(range(7))))
+
+    for g, r in zip(loss("sequential")(h0, *inputs), loss("associative")(h0, *inputs)):
+        np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-5 * float(jnp.abs(r).max()))
+
+
 def test_initialization():
     block = MambaBlock(d_model=8, d_state=5, expand=2)
     params = block.init(jax.random.key(0), jnp.ones((1, 4, 8)))["params"]

@@ -37,10 +37,10 @@ def direct_kernel(lam, b, c, dt, length, method):
     return 2.0 * state_sum(term, c * b_bar, jnp.log(a_bar)).real
 
 
-def train_step(shape: Shape, direct: bool):
-    """The ``seqjax bench`` S4D train step, compiled (with the direct kernel when ``direct``)."""
-    with mock.patch("seqjax.models.ssm.s4d_kernel", direct_kernel) if direct else mock.MagicMock():
-        step = module_program(backbone_module("s4d", shape.hidden), inputs(shape)).train_step
+def train_step(backbone: str, shape: Shape, patch: tuple[str, object] | None = None):
+    """The ``seqjax bench`` train step of ``backbone``, compiled with ``patch = (target, replacement)`` applied."""
+    with mock.patch(*patch) if patch else mock.MagicMock():
+        step = module_program(backbone_module(backbone, shape.hidden), inputs(shape)).train_step
         step()
     return step
 
@@ -52,20 +52,25 @@ def time_once(step, times: list) -> None:
     times.append(time.perf_counter() - start)
 
 
+def compare(backbone: str, patch: tuple[str, object], labels: tuple[str, str], rounds: int) -> None:
+    """Print a table row per shape: the train step with ``patch`` (old) and without (new), interleaved."""
+    print(f"| shape (B, T, width) | {labels[0]} (ms) | {labels[1]} (ms) | speedup |")
+    print("|---|---|---|---|")
+    for shape in SHAPES:
+        steps = (train_step(backbone, shape, patch), train_step(backbone, shape))
+        times: tuple[list, list] = ([], [])
+        for _ in range(rounds):
+            for step, record in zip(steps, times):
+                time_once(step, record)
+        old, new = (float(np.median(t)) * 1e3 for t in times)
+        print(f"| {shape.batch}, {shape.time}, {shape.hidden} | {old:.1f} | {new:.1f} | {old / new:.2f}x |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
-    print("| shape (B, T, width) | direct kernel (ms) | split kernel (ms) | speedup |")
-    print("|---|---|---|---|")
-    for shape in SHAPES:
-        steps = {"direct": train_step(shape, True), "split": train_step(shape, False)}
-        times: dict = {k: [] for k in steps}
-        for _ in range(args.rounds):
-            for name, step in steps.items():
-                time_once(step, times[name])
-        old, new = (float(np.median(times[k])) * 1e3 for k in ("direct", "split"))
-        print(f"| {shape.batch}, {shape.time}, {shape.hidden} | {old:.1f} | {new:.1f} | {old / new:.2f}x |", flush=True)
+    compare("s4d", ("seqjax.models.ssm.s4d_kernel", direct_kernel), ("direct kernel", "split kernel"), args.rounds)
 
 
 if __name__ == "__main__":

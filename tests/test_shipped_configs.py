@@ -14,6 +14,9 @@ import pytest
 
 from seqjax import cli
 from seqjax.experiment.config import load_config
+from seqjax.experiment.schema import options_of
+from seqjax.experiment.workloads.windows import stream_length
+from seqjax.tasks import get_task, make_task
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs" / "experiments").glob("*.yaml"))
@@ -39,6 +42,10 @@ def tiny_overrides(path: Path) -> list[str]:
             value = cfg[section].get(key)
             if isinstance(value, int) and not isinstance(value, bool) and value > small:
                 out.append(f"{section}.{key}={small}")
+    if cfg.train.get("tbptt"):  # windows must tile the shrunk streams: two windows of half a stream each
+        length = stream_length(make_task(cfg.task.name, options_of(load_config(path, [*out, "train.tbptt=null"]).task,
+                                                                     get_task(cfg.task.name).options)).sample)
+        out.append(f"train.tbptt={length // 2 if length % 2 == 0 else length}")
     return out
 
 

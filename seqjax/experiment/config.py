@@ -167,6 +167,9 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> DictConfig:
             schema = OmegaConf.merge(schema, layer)
         except OmegaConfBaseException as e:
             raise UserError(f"{source}: {omegaconf_message(e)}") from None
+        except TypeError as e:  # OmegaConf's own for a mapping given where a list is expected, or the reverse
+            raise UserError(f"{source}: {str(e).splitlines()[0]} (a mapping given where a list is expected, "
+                            "or the reverse)") from None
     _resolve(schema, layers)
     _check_values(schema, layers, sections)
     if workload.validate is not None:

@@ -31,9 +31,24 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from seqjax.errors import COUNT, DROPOUT, POSITIVE, Range, UserError, check_fields, check_range, checked
-from seqjax.models.blocks import NORMS, CausalConv, FeedForward, ResidualStack, named_param_labels
-from seqjax.models.precision import check_precision, dtypes
+from seqjax.errors import (
+    COUNT,
+    DROPOUT,
+    POSITIVE,
+    Range,
+    UserError,
+    check_fields,
+    check_range,
+    checked,
+)
+from seqjax.models.blocks import (
+    NORMS,
+    CausalConv,
+    FeedForward,
+    ResidualStack,
+    named_param_labels,
+)
+from seqjax.models.precision import BlockDtypes, check_precision, dtypes
 from seqjax.models.registry import register_backbone
 from seqjax.ops.linear_scan import METHODS, linear_scan
 from seqjax.typing import Array
@@ -90,7 +105,7 @@ def rg_lru_coefficients(x: Array, r: Array, i: Array, a_param: Array, c: float, 
     return jnp.exp(log_a), scale * i * x
 
 
-class RGLRUBlock(nn.Module):
+class RGLRUBlock(BlockDtypes, nn.Module):
     """Griffin's recurrent block ``d_model -> d_rnn -> d_model`` (equations in the module docstring).
 
     >>> block = RGLRUBlock(d_model=4, d_rnn=6, n_heads=2)
@@ -124,12 +139,6 @@ class RGLRUBlock(nn.Module):
         self.gate_a_b, self.gate_x_b = (self.param(n, zeros, block[:2], pd) for n in ("gate_a_b", "gate_x_b"))
         self.a_param = self.param("a_param", a_param_init(self.min_rad, self.max_rad), (d,), pd)
         self.linear_out = nn.Dense(self.d_model, **dense)
-
-    def _dtype(self) -> Any:
-        return self.dtype or self.param_dtype
-
-    def _real(self) -> Any:
-        return jnp.promote_types(self._dtype(), jnp.float32)
 
     def _gate(self, x: Array, w: Array, b: Array) -> Array:
         """``sigmoid(W x + b)`` with block-diagonal ``W [heads, d/heads, d/heads]``."""

@@ -25,9 +25,17 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from seqjax.errors import COUNT, DROPOUT, POSITIVE, Range, check_fields, check_range, checked
+from seqjax.errors import (
+    COUNT,
+    DROPOUT,
+    POSITIVE,
+    Range,
+    check_fields,
+    check_range,
+    checked,
+)
 from seqjax.models.blocks import NORMS, ResidualStack, named_param_labels
-from seqjax.models.precision import check_precision, dtypes
+from seqjax.models.precision import BlockDtypes, check_precision, dtypes
 from seqjax.models.registry import register_backbone
 from seqjax.ops.linear_scan import METHODS, linear_scan
 from seqjax.typing import Array
@@ -48,7 +56,7 @@ def ring_init(key: jax.Array, n: int, r_min: float, r_max: float, max_phase: flo
     return nu, jnp.log(max_phase * u2)
 
 
-class LRUBlock(nn.Module):
+class LRUBlock(BlockDtypes, nn.Module):
     """One LRU with its GLU (equations in the module docstring); ``H = d_model`` inputs, ``N = d_state`` modes.
 
     >>> block = LRUBlock(d_model=4, d_state=6)
@@ -82,12 +90,6 @@ class LRUBlock(nn.Module):
         self.D = self.param("D", nn.initializers.normal(1.0), (h,), pd)
         dense = dict(dtype=self._dtype(), param_dtype=pd)
         self.glu_value, self.glu_gate = nn.Dense(h, **dense), nn.Dense(h, **dense)
-
-    def _dtype(self) -> Any:
-        return self.dtype or self.param_dtype
-
-    def _real(self) -> Any:
-        return jnp.promote_types(self._dtype(), jnp.float32)
 
     def _recurrence(self, u: Array, x0: Array | None, method: str) -> tuple[Array, Array]:
         """``u [batch, T, H] -> (y [batch, T, H], x_T [batch, N])``: the LRU's scan and readout."""

@@ -27,10 +27,18 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from seqjax.errors import COUNT, DROPOUT, POSITIVE, UserError, check_fields, check_range, checked
+from seqjax.errors import (
+    COUNT,
+    DROPOUT,
+    POSITIVE,
+    UserError,
+    check_fields,
+    check_range,
+    checked,
+)
 from seqjax.models.blocks import NORMS, CausalConv, ResidualStack, named_param_labels
 from seqjax.models.mamba import dt_bias_init
-from seqjax.models.precision import check_precision, dtypes
+from seqjax.models.precision import BlockDtypes, check_precision, dtypes
 from seqjax.models.registry import register_backbone
 from seqjax.ops.ssd import ssd
 from seqjax.typing import Array
@@ -51,7 +59,7 @@ def group_rms_norm(v: Array, weight: Array, groups: int) -> Array:
     return g.reshape(v.shape) * weight
 
 
-class Mamba2Block(nn.Module):
+class Mamba2Block(BlockDtypes, nn.Module):
     """One Mamba-2 block (equations in the module docstring).
 
     >>> block = Mamba2Block(d_model=4, d_state=3, head_dim=2, n_groups=2, chunk_size=2)
@@ -92,12 +100,6 @@ class Mamba2Block(nn.Module):
 
     def _conv_dim(self) -> int:
         return self._d_inner() + 2 * self.n_groups * self.d_state
-
-    def _dtype(self) -> Any:
-        return self.dtype or self.param_dtype
-
-    def _real(self) -> Any:
-        return jnp.promote_types(self._dtype(), jnp.float32)
 
     def _split(self, u: Array) -> tuple[Array, Array, Array]:
         """``W_in u -> (z, xbc, dt)``: ``xbc = [x, B, C]`` goes through the convolution."""

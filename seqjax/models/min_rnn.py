@@ -30,7 +30,7 @@ import jax.numpy as jnp
 
 from seqjax.errors import COUNT, DROPOUT, POSITIVE, check_fields, checked
 from seqjax.models.blocks import NORMS, FeedForward, ResidualStack
-from seqjax.models.precision import check_precision, dtypes
+from seqjax.models.precision import BlockDtypes, check_precision, dtypes
 from seqjax.models.registry import register_backbone
 from seqjax.ops.linear_scan import METHODS, log_linear_scan
 from seqjax.typing import Array
@@ -111,7 +111,7 @@ CELLS: dict[str, tuple[int, Callable[[Array], tuple[Array, Array]], Callable[[Ar
 }
 
 
-class MinRNN(nn.Module):
+class MinRNN(BlockDtypes, nn.Module):
     """A minGRU / minLSTM layer ``d_model -> expansion d_model -> d_model`` (equations in the module docstring).
 
     >>> layer = MinRNN(d_model=4, cell="lstm")
@@ -136,12 +136,6 @@ class MinRNN(nn.Module):
 
     def _hidden(self) -> int:
         return int(self.expansion * self.d_model)
-
-    def _dtype(self) -> Any:
-        return self.dtype or self.param_dtype
-
-    def _real(self) -> Any:
-        return jnp.promote_types(self._dtype(), jnp.float32)
 
     def __call__(self, x: Array) -> Array:
         log_a, log_b = CELLS[self.cell][1](self.to_gates(x).astype(self._real()))

@@ -27,6 +27,20 @@ from seqjax.errors import UserError, check_choice
 DTYPES = ("float32", "bfloat16", "float16", "float64")
 
 
+class BlockDtypes:
+    """For a Flax block with the fields ``dtype`` (``None``: ``param_dtype``) and ``param_dtype``:
+    ``_dtype()`` the compute dtype, ``_real()`` at least float32 (recurrence states, norms)."""
+
+    dtype: Any
+    param_dtype: Any
+
+    def _dtype(self) -> Any:
+        return self.dtype or self.param_dtype
+
+    def _real(self) -> Any:
+        return jnp.promote_types(self._dtype(), jnp.float32)
+
+
 def check_precision(model: str, opts: Any) -> None:
     """One-line ``UserError`` for an unknown dtype, or float64 without 64-bit JAX."""
     for key, allowed in (("dtype", (None, *DTYPES)), ("param_dtype", DTYPES)):

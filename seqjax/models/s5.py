@@ -28,9 +28,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqjax.errors import COUNT, DROPOUT, POSITIVE, Range, UserError, check_fields, check_range, checked
+from seqjax.errors import (
+    COUNT,
+    DROPOUT,
+    POSITIVE,
+    Range,
+    UserError,
+    check_fields,
+    check_range,
+    checked,
+)
 from seqjax.models.blocks import NORMS, ResidualStack, ssm_param_labels
-from seqjax.models.precision import check_precision, dtypes
+from seqjax.models.precision import BlockDtypes, check_precision, dtypes
 from seqjax.models.registry import register_backbone
 from seqjax.ops.hippo import hippo_n
 from seqjax.ops.linear_scan import METHODS, linear_scan
@@ -50,7 +59,7 @@ def block_hippo_n(state_size: int, blocks: int) -> tuple[np.ndarray, np.ndarray]
     return np.tile(lam, blocks), np.kron(np.eye(blocks), v)
 
 
-class S5Block(nn.Module):
+class S5Block(BlockDtypes, nn.Module):
     """One S5 layer on ``[batch, T, d_model]`` (equations in the module docstring).
 
     >>> block = S5Block(d_model=4, state_size=8, blocks=2)
@@ -92,12 +101,6 @@ class S5Block(nn.Module):
         self.log_dt = self.param("log_dt", lambda k: jax.random.uniform(k, (p // 2,), pd, np.log(self.dt_min),
                                                                         np.log(self.dt_max)))
         self.glu = nn.Dense(h, dtype=self._dtype(), param_dtype=pd)
-
-    def _dtype(self) -> Any:
-        return self.dtype or self.param_dtype
-
-    def _real(self) -> Any:
-        return jnp.promote_types(self._dtype(), jnp.float32)
 
     def _ssm(self, u: Array, x0: Array | None, method: str) -> tuple[Array, Array]:
         """``u [batch, T, H] -> (y [batch, T, H], x_T [batch, P/2])``."""

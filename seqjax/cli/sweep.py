@@ -1,15 +1,33 @@
-"""``seqjax sweep SWEEP.yaml [KEY=VALUE ...]``: run a grid of trials (or an Optuna search), then report."""
+"""``seqjax sweep SWEEP.yaml [KEY=VALUE ...]``: run a grid of trials (or an Optuna search), here or as a SLURM
+job array (``--launcher slurm``), then report; ``--status`` shows each trial's state."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import typing
+
+from seqjax.errors import UserError
+
+if typing.TYPE_CHECKING:
+    from seqjax.experiment.slurm import SlurmOptions
+
+SLURM_OPTIONS = ("partition", "time", "gpus_per_task", "cpus_per_task", "array_parallelism")  # --slurm.<name>
 
 
 def _sweep(args: argparse.Namespace) -> int:
     from seqjax.experiment.report import report
     from seqjax.experiment.sweep import load_sweep, run_sweep
 
-    if load_sweep(args.sweep, args.out)[0].search:
+    if args.status:
+        return _status(args)
+    slurm_given = [f"--slurm.{n}" for n in (*SLURM_OPTIONS, "opt") if getattr(args, f"slurm_{n}") is not None]
+    if args.launcher != "slurm" and (slurm_given or not args.wait):
+        raise UserError(f"{' '.join(slurm_given) or '--no-wait'} needs --launcher slurm")
+    search = bool(load_sweep(args.sweep, args.out)[0].search)
+    if args.launcher == "slurm" and not args.dry_run:
+        return _slurm(args, search)
+    if search:
         return _search(args)
     failed = run_sweep(args.sweep, jobs=args.jobs, dry_run=args.dry_run, overrides=args.overrides, out=args.out,
                        vmap=args.vmap, group_size=args.group_size)
@@ -40,10 +58,68 @@ def _search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    from seqjax.experiment.sweep_status import status_table, sweep_status
+
+    print(status_table(sweep_status(args.sweep, args.out)), end="")
+    return 0
+
+
+def _slurm_options(args: argparse.Namespace) -> SlurmOptions:
+    """The ``--slurm.*`` options given, over :class:`~seqjax.experiment.slurm.SlurmOptions`' defaults."""
+    from seqjax.experiment.slurm import SlurmOptions
+
+    extra = {}
+    for option in args.slurm_opt or []:
+        key, _, value = option.partition("=")
+        if not key.strip("-") or not value:
+            raise UserError(f"--slurm.opt {option!r} is not KEY=VALUE (an sbatch option), e.g. --slurm.opt qos=high")
+        extra[key.strip("-")] = value
+    given = {n: getattr(args, f"slurm_{n}") for n in SLURM_OPTIONS if getattr(args, f"slurm_{n}") is not None}
+    return dataclasses.replace(SlurmOptions(), extra=extra, **given)
+
+
+def _slurm(args: argparse.Namespace, search: bool) -> int:
+    """Submit the sweep as a SLURM job array; unless ``--no-wait``, wait for it and report."""
+    from seqjax.experiment.report import report
+    from seqjax.experiment.slurm import submit_sweep, wait_for
+    from seqjax.experiment.sweep_status import sweep_status
+
+    root, jobs = submit_sweep(args.sweep, _slurm_options(args), overrides=args.overrides, out=args.out,
+                              vmap=args.vmap, group_size=args.group_size, storage=args.storage, search=search,
+                              workers=args.jobs)
+    tasks = sorted(set(jobs.values()))
+    print(f"submitted {len(tasks)} array tasks ({', '.join(tasks)}); logs in {root / 'slurm'}" if tasks else
+          "nothing to submit: every trial is done", flush=True)
+    for name, job in jobs.items():
+        print(f"  {job}  {name}")
+    if not args.wait:
+        print(f"follow it with: seqjax sweep {args.sweep}{f' --out {args.out}' if args.out else ''} --status")
+        return 0
+    wait_for(jobs)
+    if search:
+        from seqjax.experiment.study_report import study_report
+
+        print(study_report(root))
+    print(report(root))
+    unfinished = [s for s in sweep_status(args.sweep, args.out) if s.state not in ("done", "pruned")]
+    for s in unfinished:
+        print(f"error: trial {s.name} is {s.state}{f' ({s.detail})' if s.detail else ''}; see "
+              f"{root / s.name / 'train.log'} and {root / 'slurm'}/{s.job}_0_log.err")
+    return 1 if unfinished else 0
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
     return value
 
 
@@ -65,5 +141,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sweep.add_argument("--storage", default=None,
                        help="a search's Optuna storage: a database URL, or journal:PATH for a journal file on a "
                             "shared filesystem (default: sqlite:///<out>/optuna.db)")
+    sweep.add_argument("--status", action="store_true",
+                       help="show each trial's state (pending, running, done, failed, pruned) and exit")
+    sweep.add_argument("--launcher", choices=("local", "slurm"), default="local",
+                       help="local: run here (default); slurm: submit as a SLURM job array through submitit "
+                            "(one task per trial, vmapped group or --jobs search worker; pip install seqjax[slurm])")
+    sweep.add_argument("--slurm.partition", dest="slurm_partition", default=None, help="the SLURM partition")
+    sweep.add_argument("--slurm.time", dest="slurm_time", type=_positive, default=None,
+                       help="each array task's time limit in minutes (default 60); a task that reaches it is "
+                            "requeued and resumes from its checkpoint")
+    sweep.add_argument("--slurm.gpus_per_task", dest="slurm_gpus_per_task", type=_count, default=None,
+                       help="GPUs per array task (default 0)")
+    sweep.add_argument("--slurm.cpus_per_task", dest="slurm_cpus_per_task", type=_positive, default=None,
+                       help="CPUs per array task (default 1)")
+    sweep.add_argument("--slurm.array_parallelism", dest="slurm_array_parallelism", type=_positive, default=None,
+                       help="array tasks running at once (default 16)")
+    sweep.add_argument("--slurm.opt", dest="slurm_opt", action="append", default=None, metavar="KEY=VALUE",
+                       help="a further sbatch option, e.g. --slurm.opt qos=high --slurm.opt account=lab (repeat)")
+    sweep.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True,
+                       help="--launcher slurm: wait for the array, then report (default); --no-wait: submit, "
+                            "print the job ids and return")
     sweep.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)  # a --jobs worker's index
     sweep.set_defaults(func=_sweep)

@@ -294,10 +294,10 @@ def optimize(search: Search, worker: int = 0, quiet: bool = False) -> None:
         study.optimize(_objective(search, quiet), n_trials=remaining, callbacks=[done], catch=(Diverged,))
 
 
-def run_search(path: str | Path, *, jobs: int = 1, quiet: bool = False, overrides: list[str] | tuple[str, ...] = (),
-               out: str | Path | None = None, storage: str | None = None) -> Search:
-    """Check the search, record it in ``<out>/sweep.yaml``, retry dead trials, then run ``jobs`` workers
-    (one in this process when ``jobs`` is 1) until the study has ``n_trials`` finished trials."""
+def prepare_search(path: str | Path, *, quiet: bool = False, overrides: list[str] | tuple[str, ...] = (),
+                   out: str | Path | None = None, storage: str | None = None) -> Search:
+    """Check the search (:func:`load_search`), record it in ``<out>/sweep.yaml`` and retry the trials whose
+    worker died (:func:`retry_dead_trials`); nothing is trained."""
     search = load_search(path, overrides, out, storage)
     search.out.mkdir(parents=True, exist_ok=True)
     record = dataclasses.replace(search.sweep, experiment=[str(search.experiment.resolve())],
@@ -310,6 +310,15 @@ def run_search(path: str | Path, *, jobs: int = 1, quiet: bool = False, override
     _say(quiet, f"search {search.study_name}: {len(study.trials)} trials in {search.storage}"
                 f"{f' ({retried} retried)' if retried else ''}; {max(0, _remaining(study, search.spec.n_trials))} "
                 f"to run; out {search.out}")
+    return search
+
+
+def run_search(path: str | Path, *, jobs: int = 1, quiet: bool = False, overrides: list[str] | tuple[str, ...] = (),
+               out: str | Path | None = None, storage: str | None = None) -> Search:
+    """Check the search, record it in ``<out>/sweep.yaml``, retry dead trials (:func:`prepare_search`), then
+    run ``jobs`` workers (one in this process when ``jobs`` is 1) until the study has ``n_trials`` finished
+    trials."""
+    search = prepare_search(path, quiet=quiet, overrides=overrides, out=out, storage=storage)
     if jobs <= 1:
         with _stop_on_sigterm():
             optimize(search, quiet=quiet)

@@ -216,7 +216,8 @@ class Workers:
                 proc.terminate()
 
 
-def _run_trial(trial: Trial, quiet: bool, workers: Workers) -> int:
+def run_trial(trial: Trial, quiet: bool, workers: Workers) -> int:
+    """Train ``trial`` in a ``seqjax train`` process of ``workers``, its output in its ``train.log``; its exit code."""
     trial.run_dir.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-c", TRIAL, str(os.getpid()), "train", str(trial.experiment), *trial.overrides,
            "train.progress=false"]
@@ -253,7 +254,7 @@ def vmapped_groups(cfgs: list[Any], vmap: bool | None = None, group_size: int | 
     return groups
 
 
-def _run_group(trials: list[Trial], cfgs: list[Any], quiet: bool) -> list[Trial]:
+def run_group(trials: list[Trial], cfgs: list[Any], quiet: bool) -> list[Trial]:
     """Train ``trials`` in one vmapped program; returns the failed ones (diverged, or the group's error)."""
     from seqjax.experiment.vmapped import LOG, VmappedTrainer
 
@@ -274,14 +275,36 @@ def _run_group(trials: list[Trial], cfgs: list[Any], quiet: bool) -> list[Trial]
     return failed
 
 
-def run_sweep(path: str | Path, *, jobs: int = 1, dry_run: bool = False, quiet: bool = False,
-              overrides: list[str] | tuple[str, ...] = (), out: str | Path | None = None,
-              vmap: bool | None = None, group_size: int | None = None) -> list[Trial]:
-    """Validate every trial, then run those without a summary; returns the failed trials.
+@dataclasses.dataclass
+class SweepPlan:
+    """A checked grid sweep: its trials, their composed configs and which trials share a vmapped group."""
 
-    ``overrides`` are added to every trial (see :func:`check_overrides`); ``out`` replaces the file's;
-    ``vmap`` and ``group_size``: see :func:`vmapped_groups`.
-    """
+    spec: SweepConfig
+    trials: list[Trial]
+    cfgs: list[Any]
+    groups: list[list[int]]  # :func:`vmapped_groups`
+
+    @property
+    def pending(self) -> list[Trial]:
+        """The trials without a summary (unfinished, failed or not started)."""
+        return [t for t in self.trials if not (t.run_dir / SUMMARY).exists()]
+
+    def pending_groups(self) -> list[list[int]]:
+        """Each vmapped group's pending members (groups with none left out)."""
+        pending = set(self.pending)
+        return [todo for todo in ([i for i in members if self.trials[i] in pending] for members in self.groups) if todo]
+
+    def pending_alone(self) -> list[int]:
+        """The pending trials that belong to no vmapped group (one process each)."""
+        grouped = {i for members in self.groups for i in members}
+        pending = set(self.pending)
+        return [i for i, t in enumerate(self.trials) if t in pending and i not in grouped]
+
+
+def plan_sweep(path: str | Path, *, overrides: list[str] | tuple[str, ...] = (), out: str | Path | None = None,
+               vmap: bool | None = None, group_size: int | None = None) -> SweepPlan:
+    """Compose and validate every trial's config, group them (:func:`vmapped_groups`) and record the sweep
+    in ``<out>/sweep.yaml`` (what ``seqjax report`` reads); nothing is trained."""
     spec, experiments = load_sweep(path, out)
     if spec.search:
         raise UserError(f"{path} has a search section: run it with seqjax.experiment.optuna_search.run_search "
@@ -294,40 +317,50 @@ def run_sweep(path: str | Path, *, jobs: int = 1, dry_run: bool = False, quiet: 
         except UserError as e:
             raise UserError(f"{path}: trial {trial.name}: {e}") from None
     groups = vmapped_groups(cfgs, vmap, group_size)
-    out = Path(spec.out)
-    out.mkdir(parents=True, exist_ok=True)
+    root = Path(spec.out)
+    root.mkdir(parents=True, exist_ok=True)
     record = dataclasses.replace(spec, experiment=[str(e.resolve()) for e in experiments],
                                  overrides=[*spec.overrides, *overrides])
-    (out / SWEEP_RECORD).write_text(OmegaConf.to_yaml(OmegaConf.structured(record)))
-    pending = [t for t in trials if not (t.run_dir / SUMMARY).exists()]
+    (root / SWEEP_RECORD).write_text(OmegaConf.to_yaml(OmegaConf.structured(record)))
+    return SweepPlan(spec, trials, cfgs, groups)
+
+
+def run_sweep(path: str | Path, *, jobs: int = 1, dry_run: bool = False, quiet: bool = False,
+              overrides: list[str] | tuple[str, ...] = (), out: str | Path | None = None,
+              vmap: bool | None = None, group_size: int | None = None) -> list[Trial]:
+    """Validate every trial, then run those without a summary; returns the failed trials.
+
+    ``overrides`` are added to every trial (see :func:`check_overrides`); ``out`` replaces the file's;
+    ``vmap`` and ``group_size``: see :func:`vmapped_groups`.
+    """
+    plan = plan_sweep(path, overrides=overrides, out=out, vmap=vmap, group_size=group_size)
+    trials, groups, pending = plan.trials, plan.groups, plan.pending
     if not quiet:
         print(f"sweep {Path(path).stem}: {len(trials)} trials, {len(trials) - len(pending)} already done; "
-              f"out {spec.out}", flush=True)
+              f"out {plan.spec.out}", flush=True)
     group_of = {i: g for g, members in enumerate(groups) for i in members}
     if dry_run:
         for i, t in enumerate(trials):
             together = f"  # vmapped group {group_of[i] + 1} of {len(groups)}" if i in group_of else ""
             print("seqjax train", t.experiment, " ".join(t.overrides) + together)
         return []
-    _check_not_running(path, pending)
+    check_not_running(path, pending)
     failed = []
     with _stop_on_sigterm():
-        for members in groups:
-            todo = [i for i in members if trials[i] in pending]
-            if todo:
-                failed += _run_group([trials[i] for i in todo], [cfgs[i] for i in todo], quiet)
-    alone = [t for i, t in enumerate(trials) if t in pending and i not in group_of]
+        for todo in plan.pending_groups():
+            failed += run_group([trials[i] for i in todo], [plan.cfgs[i] for i in todo], quiet)
+    alone = [trials[i] for i in plan.pending_alone()]
     workers = Workers()
     with _stop_on_sigterm(), ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         try:
-            codes = list(pool.map(lambda t: _run_trial(t, quiet, workers), alone))
+            codes = list(pool.map(lambda t: run_trial(t, quiet, workers), alone))
         except BaseException:  # Ctrl-C, SIGTERM: take the running trials down with the runner
             workers.stop()
             raise
     return failed + [t for t, rc in zip(alone, codes) if rc != 0]
 
 
-def _check_not_running(path: str | Path, pending: list[Trial]) -> None:
+def check_not_running(path: str | Path, pending: list[Trial]) -> None:
     """One line naming the PID when a live process still trains a pending trial (its lock, tested, not taken)."""
     for trial in pending:
         holder = lock_holder(trial.run_dir)

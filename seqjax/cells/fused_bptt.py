@@ -34,7 +34,15 @@ elementwise fusion that reads several slices of one ``[B, G·H]`` buffer up to
 ~7x slower than one reading separate buffers (measured; see
 ``experiments/benchmarks/README.md``).  Padded steps (``mask``) hold the carry
 and output zero, so there the carry's gradient passes straight through and the
-step's ``\\overline{z}`` is zero.  Only reverse mode is defined (a
+step's ``\\overline{z}`` is zero.  A restart (``restart``: a packed sequence begins)
+feeds the step ``c_0`` (``fresh``) instead of ``c_{t-1}``, so there the step's carry gradient goes to
+``fresh`` and none flows on to ``c_{t-1}``:
+
+.. math::
+    \\overline{c}_{t-1} = [\\neg r_t]\\, \\overline{c}^{\\,\\mathrm{in}}_t, \\qquad
+    \\overline{c_0} \\mathrel{+}= [r_t]\\, \\overline{c}^{\\,\\mathrm{in}}_t.
+
+Only reverse mode is defined (a
 ``custom_vjp``); :func:`seqjax.cells.scan.run` with ``bptt="autodiff"`` differentiates
 the plain scan instead, forward mode included.
 """
@@ -47,7 +55,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from seqjax.ops.masking import hold_where, zero_where_padded
+from seqjax.ops.masking import hold_where, restart_where, zero_where_padded
 from seqjax.typing import Array, Carry, Params
 
 Blocks = tuple[Array, ...]
@@ -104,34 +112,38 @@ def run_fused(
     xs_t: Array,
     mask: Array | None,
     *,
+    restart: Array | None = None,
+    fresh: Carry | None = None,
     reverse: bool = False,
     unroll: int | bool = 1,
 ) -> tuple[Carry, Array]:
     """``(c_T, ys [T, B, H])`` of the time-major inputs ``xs_t [T, B, F]``, with the backward pass above.
 
-    ``mask [T, B]`` (or None) marks valid steps; ``reverse`` scans ``T-1..0``.
-    The forward values equal :func:`seqjax.cells.scan.run`'s.
+    ``mask [T, B]`` (or None) marks valid steps; ``restart [T, B]`` (or None; only where valid) the steps
+    that start from ``fresh`` (a carry like ``carry0``) instead of the previous carry; ``reverse`` scans
+    ``T-1..0``. The forward values equal :func:`seqjax.cells.scan.run`'s.
     """
 
-    def forward(params, carry0, xs_t, mask, save):
+    def forward(params, carry0, xs_t, mask, restart, fresh, save):
         def body(c, inputs):
-            x_t, m_t = inputs
-            new_c, y, residuals = fused.forward(params, c, x_t)
+            x_t, m_t, r_t = inputs
+            c_in = restart_where(r_t, fresh, c)
+            new_c, y, residuals = fused.forward(params, c_in, x_t)
             new_c, y = hold_where(m_t, new_c, c), zero_where_padded(m_t, y)
-            return new_c, ((y, fused.hidden(c), residuals) if save else y)
+            return new_c, ((y, fused.hidden(c_in), residuals) if save else y)
 
-        return jax.lax.scan(body, carry0, (xs_t, mask), reverse=reverse, unroll=unroll)
+        return jax.lax.scan(body, carry0, (xs_t, mask, restart), reverse=reverse, unroll=unroll)
 
     @jax.custom_vjp
-    def fused_scan(params, carry0, xs_t, mask):
-        return forward(params, carry0, xs_t, mask, save=False)
+    def fused_scan(params, carry0, xs_t, mask, restart, fresh):
+        return forward(params, carry0, xs_t, mask, restart, fresh, save=False)
 
-    def fused_fwd(params, carry0, xs_t, mask):
-        carry, (ys, h_prev, residuals) = forward(params, carry0, xs_t, mask, save=True)
-        return (carry, ys), (params, xs_t, mask, h_prev, residuals)
+    def fused_fwd(params, carry0, xs_t, mask, restart, fresh):
+        carry, (ys, h_prev, residuals) = forward(params, carry0, xs_t, mask, restart, fresh, save=True)
+        return (carry, ys), (params, xs_t, mask, restart, fresh, h_prev, residuals)
 
     def fused_bwd(saved, cotangents):
-        params, xs_t, mask, h_prev, residuals = saved
+        params, xs_t, mask, restart, fresh, h_prev, residuals = saved
         d_carry, d_ys = cotangents
         n_blocks = params["w_h"].shape[-1] // h_prev.shape[-1]
         w_h_t = [w.T for w in _blocks(params["w_h"].astype(d_ys.dtype), n_blocks)]
@@ -147,19 +159,24 @@ def run_fused(
             return [next(it) if o else x for x, o in zip(dzx, own)]
 
         def body(acc, inputs):
-            d_c, d_other = acc
-            h_prev_t, res_t, d_y, m_t = inputs
+            d_c, d_other, d_fresh = acc
+            h_prev_t, res_t, d_y, m_t, r_t = inputs
             d_c_prev, dzx, dzh, d_p = fused.backward(params, h_prev_t, res_t, d_c, d_y)
             dzh_own = tuple(h for h in dzh if h is not None)
             dzx, dzh_own, d_p = zero_where_padded(m_t, (dzx, dzh_own, d_p))
             d_h = sum(d @ w for d, w in zip(with_shared(dzx, dzh_own), w_h_t))
             d_c_prev = hold_where(m_t, fused.add_hidden(d_c_prev, d_h), d_c)
+            if r_t is not None:  # a restart: the step read fresh, not c_{t-1}
+                d_fresh = jax.tree.map(jnp.add, d_fresh, zero_where_padded(r_t, d_c_prev))
+                d_c_prev = zero_where_padded(~r_t, d_c_prev)
             d_other = jax.tree.map(lambda a, g: a + g.sum(axis=0), d_other, d_p)
-            return (d_c_prev, d_other), (dzx, dzh_own)
+            return (d_c_prev, d_other, d_fresh), (dzx, dzh_own)
 
         zero_other = {k: jnp.zeros(v.shape[1:], v.dtype) for k, v in shapes[3].items()}
-        (d_carry0, d_other), (dzx, dzh_own) = jax.lax.scan(
-            body, (d_carry, zero_other), (h_prev, residuals, d_ys, mask), reverse=not reverse, unroll=unroll
+        zero_fresh = None if fresh is None else jax.tree.map(jnp.zeros_like, d_carry)
+        (d_carry0, d_other, d_fresh), (dzx, dzh_own) = jax.lax.scan(
+            body, (d_carry, zero_other, zero_fresh), (h_prev, residuals, d_ys, mask, restart),
+            reverse=not reverse, unroll=unroll,
         )
         dzh = with_shared(dzx, dzh_own)
         rows = lambda a: a.reshape(-1, a.shape[-1])  # noqa: E731  [T, B, F] -> [T·B, F]
@@ -177,7 +194,8 @@ def run_fused(
             else jax.tree.map(jnp.zeros_like, v)
             for k, v in params.items()
         }
-        return d_params, d_carry0, d_xs, None
+        d_fresh = None if fresh is None else jax.tree.map(lambda g, f: g.astype(f.dtype), d_fresh, fresh)
+        return d_params, d_carry0, d_xs, None, None, d_fresh
 
     fused_scan.defvjp(fused_fwd, fused_bwd)
-    return fused_scan(by_name(params), carry0, xs_t, mask)
+    return fused_scan(by_name(params), carry0, xs_t, mask, restart, fresh)

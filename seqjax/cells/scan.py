@@ -17,6 +17,12 @@ is zero, so the returned carry is the one after each example's last valid step.
 row, so the reversed pass holds the initial carry through the padding and then
 reads ``x_{L_b-1}, ..., x_0`` — exactly the unpadded example reversed, with
 outputs left at their original positions.
+
+Packed batches: with ``resets[b, t] = True`` at the first token of each packed sequence, the carry is
+replaced by the fresh carry ``c_0`` (``cell.initial_carry``, or ``reset_carry``) before that step, so each
+sequence runs as if alone.  Reversed, a sequence starts at its *last* token, the one before the next
+reset: there the reversed pass restarts (``restart_t = resets_{t+1}``).  Resets in the padding
+(``t >= lengths[b]``) are ignored.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import numpy as np
 from seqjax.cells.base import Cell
 from seqjax.cells.fused_bptt import run_fused
 from seqjax.errors import check_choice
-from seqjax.ops.masking import hold_where, length_mask, zero_where_padded
+from seqjax.ops.masking import hold_where, length_mask, restart_where, zero_where_padded
 from seqjax.typing import Array, Carry, Params
 
 MERGE_MODES = ("concat", "sum", "mean")
@@ -43,8 +49,10 @@ def _is_concrete(x: Any) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
-def check_inputs(cell: Cell, params: Params, xs: Array, lengths: Array | None) -> None:
-    """Raise a one-line ``ValueError`` when ``xs`` or ``lengths`` do not fit."""
+def check_inputs(
+    cell: Cell, params: Params, xs: Array, lengths: Array | None, resets: Array | None = None
+) -> None:
+    """Raise a one-line ``ValueError`` when ``xs``, ``lengths`` or ``resets`` do not fit."""
     if xs.ndim != 3:
         raise ValueError(
             f"expected inputs of shape [batch, time, features], got rank {xs.ndim} shape {tuple(xs.shape)}; "
@@ -55,6 +63,10 @@ def check_inputs(cell: Cell, params: Params, xs: Array, lengths: Array | None) -
         raise ValueError(
             f"input feature size {xs.shape[-1]} does not match the {cell.name} cell's input size {want}; "
             "re-initialise the parameters for this input or fix the data"
+        )
+    if resets is not None and tuple(resets.shape) != tuple(xs.shape[:2]):
+        raise ValueError(
+            f"resets must have shape [batch, time] = {tuple(xs.shape[:2])}, got {tuple(resets.shape)}"
         )
     if lengths is None:
         return
@@ -76,13 +88,30 @@ def hoist_input_projection() -> bool:
     return jax.default_backend() != "cpu"
 
 
+# forward: restart_t = resets_t;  reverse: restart_t = resets_{t+1} (a sequence's last token), 0 at t = T-1
+def restarts(resets: Array, valid: Array | None, reverse: bool) -> Array:
+    """Time-major ``[T, B]`` steps that start from the fresh carry, given ``resets [B, T]`` and ``valid [B, T]``.
+
+    >>> restarts(jnp.array([[True, False, True, False]]), None, reverse=True)[:, 0]
+    Array([False,  True, False, False], dtype=bool)
+    """
+    r = jnp.asarray(resets, bool)
+    if valid is not None:
+        r = r & valid
+    if reverse:
+        r = jnp.concatenate([r[:, 1:], jnp.zeros_like(r[:, :1])], axis=1)
+    return r.T
+
+
 def run(
     cell: Cell,
     params: Params,
     xs: Array,
     *,
     lengths: Array | None = None,
+    resets: Array | None = None,
     initial_carry: Carry | None = None,
+    reset_carry: Carry | None = None,
     reverse: bool = False,
     unroll: int | bool = 1,
     remat: bool = False,
@@ -94,7 +123,8 @@ def run(
     Computes ``c_t, y_t = cell.recur(params, c_{t-1}, xp_t)`` with
     ``xp_t = cell.input_proj(params, x_t)`` for ``t = 0..T-1`` (or ``T-1..0`` when
     ``reverse``), holding the carry and zeroing the output where
-    ``t >= lengths[b]``.  ``xp`` is computed for all steps before the scan
+    ``t >= lengths[b]``, and restarting from ``reset_carry`` at packed sequences' starts
+    (``resets``; module docstring).  ``xp`` is computed for all steps before the scan
     where :func:`hoist_input_projection` says so, else inside it by ``cell.step``;
     there, with ``bptt="fused"`` and a cell that has a hand-derived backward
     (``cell.bptt``: RNN, LSTM, reset-after GRU), gradients come from
@@ -106,7 +136,10 @@ def run(
       params: its parameters.
       xs: inputs ``[batch, time, features]``.
       lengths: optional ``[batch]`` integer valid lengths (padding at the end).
+      resets: optional ``[batch, time]`` booleans, ``True`` at the first token of each packed
+        sequence; a reset at ``t = 0`` (forward) drops ``initial_carry``.
       initial_carry: default ``cell.initial_carry((batch,))``.
+      reset_carry: the carry a reset restarts from; default ``cell.initial_carry((batch,))``.
       reverse: scan from the last valid step to the first.
       unroll: passed to ``jax.lax.scan``.
       remat: wrap the step in ``jax.checkpoint``: the backward pass recomputes
@@ -131,17 +164,27 @@ def run(
     >>> short, _ = scan.run(cell, params, jnp.ones((2, 2, 3)))
     >>> bool(jnp.allclose(carry.h[1], short.h[1]))  # ... whose state is held from its last real step
     True
+    >>> xs = jax.random.normal(jax.random.key(1), (1, 5, 3))
+    >>> _, packed = scan.run(cell, params, xs, resets=jnp.array([[True, False, True, False, False]]))
+    >>> _, alone = scan.run(cell, params, xs[:, 2:])  # the second packed sequence, run alone
+    >>> bool(jnp.allclose(packed[:, 2:], alone, atol=1e-6))
+    True
     """
     check_choice("bptt", bptt, BPTT_MODES)
     lengths = None if lengths is None else jnp.asarray(lengths)
-    check_inputs(cell, params, xs, lengths)
+    resets = None if resets is None else jnp.asarray(resets)
+    check_inputs(cell, params, xs, lengths, resets)
     batch, time = xs.shape[:2]
     carry = cell.initial_carry((batch,)) if initial_carry is None else initial_carry
     xs_t = jnp.swapaxes(xs, 0, 1)  # [T, B, F]: transpose the narrower input, not the projection
-    mask = None if lengths is None else length_mask(lengths, time).T  # [T, B]
+    valid = None if lengths is None else length_mask(lengths, time)
+    mask = None if valid is None else valid.T  # [T, B]
+    restart = None if resets is None else restarts(resets, valid, reverse)  # [T, B]
+    fresh = None if resets is None else cell.initial_carry((batch,)) if reset_carry is None else reset_carry
     hoist = hoist_input_projection()
     if bptt == "fused" and cell.bptt is not None and not (hoist or remat or return_carries):
-        carry, ys = run_fused(cell.bptt, params, carry, xs_t, mask, reverse=reverse, unroll=unroll)
+        carry, ys = run_fused(cell.bptt, params, carry, xs_t, mask, restart=restart, fresh=fresh, reverse=reverse,
+                              unroll=unroll)
         return carry, jnp.swapaxes(ys, 0, 1)
     if hoist:
         xs_t, update = cell.input_proj(params, xs_t), cell.recur  # xp [T, B, G*H]
@@ -149,14 +192,14 @@ def run(
         update = cell.step
 
     def body(c, inputs):
-        x_t, m_t = inputs
-        new_c, y = update(params, c, x_t)
+        x_t, m_t, r_t = inputs
+        new_c, y = update(params, restart_where(r_t, fresh, c), x_t)
         new_c, y = hold_where(m_t, new_c, c), zero_where_padded(m_t, y)
         return new_c, ((y, new_c) if return_carries else y)
 
     if remat:
         body = jax.checkpoint(body)
-    carry, out = jax.lax.scan(body, carry, (xs_t, mask), reverse=reverse, unroll=unroll)
+    carry, out = jax.lax.scan(body, carry, (xs_t, mask, restart), reverse=reverse, unroll=unroll)
     to_batch_major = lambda a: jnp.swapaxes(a, 0, 1)  # noqa: E731
     if return_carries:
         ys, carries = out
@@ -192,10 +235,11 @@ def bidirectional(
     xs: Array,
     *,
     lengths: Array | None = None,
+    resets: Array | None = None,
     merge: str | Callable[[Array, Array], Array] = "concat",
     **scan_options: Any,
 ) -> tuple[tuple[Carry, Carry], Array]:
-    """Run a forward and a (length-respecting) reversed pass and merge their outputs.
+    """Run a forward and a (length- and reset-respecting) reversed pass and merge their outputs.
 
     Returns ``((carry_fwd, carry_bwd), y)``; ``carry_bwd`` is the backward
     pass's state after reading ``x_0``.  Padded positions of ``y`` are zero.
@@ -208,8 +252,8 @@ def bidirectional(
     >>> y.shape  # "concat": [forward, backward] features
     (2, 5, 16)
     """
-    c_f, y_f = run(cell_fwd, params_fwd, xs, lengths=lengths, **scan_options)
-    c_b, y_b = run(cell_bwd, params_bwd, xs, lengths=lengths, reverse=True, **scan_options)
+    c_f, y_f = run(cell_fwd, params_fwd, xs, lengths=lengths, resets=resets, **scan_options)
+    c_b, y_b = run(cell_bwd, params_bwd, xs, lengths=lengths, resets=resets, reverse=True, **scan_options)
     return (c_f, c_b), merge_masked(y_f, y_b, merge, lengths)
 
 

@@ -5,10 +5,11 @@ The modules declare parameters and call the pure functions of
 
 Every causal layer has two forms sharing one set of parameters:
 
-* parallel: ``layer(x, lengths)`` over ``[batch, time, features]``;
+* parallel: ``layer(x, lengths, resets=resets)`` over ``[batch, time, features]`` (``resets [batch, time]``:
+  packed sequences, each restarting from the initial carry; :mod:`seqjax.cells.scan`);
 * step: ``layer.step(state, x_t) -> (state, y_t)`` over ``[batch, features]``,
   with ``layer.initial_state(batch_size)`` as the first state;
-* chunk: ``layer.chunk(state, x) -> (state, y)``, the parallel form from a carried state.
+* chunk: ``layer.chunk(state, x, resets=None) -> (state, y)``, the parallel form from a carried state.
 
 Bidirectional layers have no step form and say so.
 """
@@ -69,18 +70,22 @@ class Recurrent(nn.Module):
         lengths: Array | None = None,
         initial_carry: Carry | None = None,
         return_carry: bool = False,
+        *,
+        resets: Array | None = None,
     ) -> Array | tuple[Carry, Array]:
-        """``y = scan(cell)(x)``: ``[batch, time, features] -> [batch, time, hidden]``."""
+        """``y = scan(cell)(x)``: ``[batch, time, features] -> [batch, time, hidden]``; a reset restarts from the
+        initial carry (zeros, or the learned one)."""
         if self.has_variable("params", "cell"):  # our one-line message, before Flax's param-shape check
-            scan.check_inputs(self.cell, self.get_variable("params", "cell"), x, lengths)
+            scan.check_inputs(self.cell, self.get_variable("params", "cell"), x, lengths, resets)
         params = self.param("cell", lambda key: self.cell.init(key, x.shape[-1]))
-        if initial_carry is None and self.learned_init:
+        fresh = None
+        if self.learned_init:
             unbatched = self._learned_carry(jax.tree.leaves(params)[0].dtype)
-            initial_carry = jax.tree.map(lambda c: jnp.broadcast_to(c, (x.shape[0], *c.shape)), unbatched)
+            fresh = jax.tree.map(lambda c: jnp.broadcast_to(c, (x.shape[0], *c.shape)), unbatched)
         carry, y = scan.run(
             self.cell, params, x,
-            lengths=lengths, initial_carry=initial_carry, reverse=self.reverse,
-            unroll=self.unroll, remat=self.remat, bptt=self.bptt,
+            lengths=lengths, resets=resets, initial_carry=fresh if initial_carry is None else initial_carry,
+            reset_carry=fresh, reverse=self.reverse, unroll=self.unroll, remat=self.remat, bptt=self.bptt,
         )
         return (carry, y) if return_carry else y
 
@@ -100,11 +105,11 @@ class Recurrent(nn.Module):
         state, y = self.chunk(state, x_t[:, None, :])
         return state, y[:, 0]
 
-    def chunk(self, state: Carry, x: Array) -> tuple[Carry, Array]:
+    def chunk(self, state: Carry, x: Array, resets: Array | None = None) -> tuple[Carry, Array]:
         """A chunk from the carried state: ``(c_{t-1}, x [batch, T, features]) -> (c_{t+T-1}, y [batch, T, hidden])``."""
         if self.reverse:
             raise _cannot_stream("a reversed recurrent layer")
-        return self(x, initial_carry=state, return_carry=True)
+        return self(x, initial_carry=state, return_carry=True, resets=resets)
 
 
 class Bidirectional(nn.Module):
@@ -130,10 +135,10 @@ class Bidirectional(nn.Module):
         self.backward = Recurrent(self.backward_cell or self.cell, reverse=True, **options)
 
     def __call__(
-        self, x: Array, lengths: Array | None = None, return_carry: bool = False
+        self, x: Array, lengths: Array | None = None, return_carry: bool = False, *, resets: Array | None = None
     ) -> Array | tuple[tuple[Carry, Carry], Array]:
-        c_f, y_f = self.forward(x, lengths, return_carry=True)
-        c_b, y_b = self.backward(x, lengths, return_carry=True)
+        c_f, y_f = self.forward(x, lengths, return_carry=True, resets=resets)
+        c_b, y_b = self.backward(x, lengths, return_carry=True, resets=resets)
         y = scan.merge_masked(y_f, y_b, self.merge, lengths)
         return ((c_f, c_b), y) if return_carry else y
 
@@ -143,7 +148,7 @@ class Bidirectional(nn.Module):
     def step(self, state: Any, x_t: Array) -> Any:
         raise _cannot_stream("a bidirectional layer")
 
-    def chunk(self, state: Any, x: Array) -> Any:
+    def chunk(self, state: Any, x: Array, resets: Array | None = None) -> Any:
         raise _cannot_stream("a bidirectional layer")
 
 
@@ -181,12 +186,13 @@ class StackedRNN(nn.Module):
         *,
         deterministic: bool = True,
         return_carry: bool = False,
+        resets: Array | None = None,
     ) -> Array | tuple[list[Carry], Array]:
         carries = []
         for i, layer in enumerate(self.layers):
             if i > 0 and self.dropout > 0.0:
                 x = self.drop(x, deterministic=deterministic)
-            carry, x = layer(x, lengths, return_carry=True)
+            carry, x = layer(x, lengths, return_carry=True, resets=resets)
             carries.append(carry)
         return (carries, x) if return_carry else x
 
@@ -199,17 +205,17 @@ class StackedRNN(nn.Module):
         """One token through every layer (dropout off): ``x_t [batch, features] -> y_t``."""
         return self._thread(state, x_t, "step")
 
-    def chunk(self, state: list[Carry], x: Array) -> tuple[list[Carry], Array]:
+    def chunk(self, state: list[Carry], x: Array, resets: Array | None = None) -> tuple[list[Carry], Array]:
         """A chunk through every layer (dropout off) from the carried state: ``x [batch, T, features] -> y``."""
-        return self._thread(state, x, "chunk")
+        return self._thread(state, x, "chunk", resets=resets)
 
-    def _thread(self, state: list[Carry], x: Array, form: str) -> tuple[list[Carry], Array]:
-        """Each layer's ``form`` (``"step"`` or ``"chunk"``) in turn."""
+    def _thread(self, state: list[Carry], x: Array, form: str, **resets: Any) -> tuple[list[Carry], Array]:
+        """Each layer's ``form`` (``"step"`` or ``"chunk"``, with ``resets``) in turn."""
         if self.bidirectional:
             raise _cannot_stream("a bidirectional stack")
         new_state = []
         for layer, carry in zip(self.layers, state):
-            carry, x = getattr(layer, form)(carry, x)
+            carry, x = getattr(layer, form)(carry, x, **resets)
             new_state.append(carry)
         return new_state, x
 

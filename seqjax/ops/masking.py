@@ -1,6 +1,8 @@
-"""Masks for padded batches: which positions of each sequence are real, and holding state past the end.
+"""Masks for padded and packed batches: which positions of each sequence are real, holding state past the
+end, and restarting it where a packed sequence begins.
 
-A padded batch stores sequence ``b`` in positions ``t < lengths[b]``; everything here derives from that.
+A padded batch stores sequence ``b`` in positions ``t < lengths[b]``; a packed one marks the first token of
+each of its sequences with ``resets[b, t] = True``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,26 @@ def hold_where(mask_t: Array | None, new: Any, old: Any) -> Any:
 def zero_where_padded(mask_t: Array | None, tree: Any) -> Any:
     """``tree`` where ``mask_t[b]``, else zeros, leaf by leaf (``tree`` when there is no mask)."""
     return tree if mask_t is None else hold_where(mask_t, tree, jax.tree.map(jnp.zeros_like, tree))
+
+
+def restart_where(restart_t: Array | None, fresh: Any, carry: Any) -> Any:
+    """``fresh`` where ``restart_t[b]``, else ``carry``, leaf by leaf (``carry`` when there are no restarts).
+
+    >>> restart_where(jnp.array([True, False]), jnp.zeros((2, 1)), jnp.ones((2, 1)))[:, 0]
+    Array([0., 1.], dtype=float32)
+    """
+    return carry if restart_t is None else hold_where(restart_t, fresh, carry)
+
+
+# first[b, t] = max{s <= t : resets[b, s]}  (-1 where no reset at or before t: the row's start, or a carried state)
+def segment_starts(resets: Array) -> Array:
+    """``[batch, time]`` index of the packed sequence's first token at each position (``-1`` before any reset).
+
+    >>> segment_starts(jnp.array([[False, True, False, True, False]]))
+    Array([[-1,  1,  1,  3,  3]], dtype=int32)
+    """
+    steps = resets.shape[1]
+    return jax.lax.cummax(jnp.where(resets, jnp.arange(steps, dtype=jnp.int32), -1), axis=1)
 
 
 def attention_mask(q_pos: Array, k_pos: Array, lengths: Array | None, causal: bool) -> Array:

@@ -1,13 +1,16 @@
 """Data parallelism with ``jax.sharding``: a 1-D mesh ``("data",)`` over every device.
 
 The batch is sharded along its leading axis, parameters and optimizer state are replicated; XLA
-inserts the gradient all-reduce.  Multi-host runs call :func:`jax.distributed.initialize` when the
+inserts the gradient all-reduce.  A vmapped group of trials runs on a 2-D mesh ``("trials", "data")``
+(:func:`group_mesh`): its state is sharded along the leading trial axis and each trial's batch over
+``data``, so K trials on D devices use every device.  Multi-host runs call :func:`jax.distributed.initialize` when the
 standard environment variables are set (``JAX_COORDINATOR_ADDRESS`` or ``COORDINATOR_ADDRESS``, with
 ``JAX_NUM_PROCESSES``/``NUM_PROCESSES`` and ``JAX_PROCESS_ID``/``PROCESS_ID``).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -16,6 +19,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from seqjax.errors import UserError
+
+DATA, TRIALS = "data", "trials"  # the mesh axes: the batch's, and a vmapped group's trial axis
 
 _initialized = False
 
@@ -41,7 +46,24 @@ def maybe_initialize() -> bool:
 
 
 def data_mesh() -> Mesh:
-    return Mesh(np.asarray(jax.devices()), ("data",))
+    return Mesh(np.asarray(jax.devices()), (DATA,))
+
+
+def group_mesh(trials: int) -> Mesh:
+    """The mesh ``(trials, data)`` over every device for a vmapped group of ``trials`` trials.
+
+    The trial axis is the largest size dividing both the device count ``D`` and ``trials`` (their gcd: no
+    padding trials); the data axis takes the other ``D / gcd`` devices.  Every trial's batch size is a
+    multiple of ``D`` (its :class:`~seqjax.experiment.loop.Trainer` checks it, so it also runs alone), hence
+    of the data axis.  A trial's data shards are neighbouring devices, where its gradient all-reduce runs.
+
+    >>> mesh = group_mesh(3)
+    >>> dict(mesh.shape) == {"trials": 1, "data": jax.device_count()}
+    True
+    """
+    devices = np.asarray(jax.devices())
+    size = math.gcd(devices.size, trials)
+    return Mesh(devices.reshape(size, devices.size // size), (TRIALS, DATA))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -49,12 +71,22 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(mesh, PartitionSpec("data"))
+    """The leading (batch) axis split over ``data``; replicated over a group mesh's trial axis."""
+    return NamedSharding(mesh, PartitionSpec(DATA))
+
+
+def trial_sharding(mesh: Mesh) -> NamedSharding:
+    """A vmapped group's state on a :func:`group_mesh`: the leading trial axis split over ``trials``,
+    replicated over ``data``."""
+    return NamedSharding(mesh, PartitionSpec(TRIALS))
 
 
 def check_divisible(what: str, size: int, mesh: Mesh) -> None:
-    if size % mesh.size:
-        raise UserError(f"{what}={size} must be a multiple of the number of devices ({mesh.size}) "
+    """One line when ``size`` rows cannot be split evenly over the mesh's ``data`` axis."""
+    shards = mesh.shape[DATA]
+    if size % shards:
+        which = "devices" if shards == mesh.size else "devices that split each trial's batch"
+        raise UserError(f"{what}={size} must be a multiple of the number of {which} ({shards}) "
                         "for data parallelism")
 
 

@@ -13,13 +13,19 @@ Each trial keeps its own run directory, written by its own ``Trainer``'s pieces 
 :class:`~seqjax.experiment.writers.MetricsWriter`, :class:`~seqjax.experiment.checkpoints.Checkpoints`,
 the summary): its ``config.yaml``, ``metrics.jsonl``, checkpoints (the solo state: the injected
 values are dropped on save and put back on restore) and ``summary.json`` are what the trial trained
-alone writes, to float tolerance, so ``seqjax eval``, ``seqjax report`` and ``seqjax train RUN_DIR``
+alone writes, to float tolerance (each trial's state is gathered onto its solo placement before it is
+written), so ``seqjax eval``, ``seqjax report`` and ``seqjax train RUN_DIR``
 (resuming it alone) work on it unchanged.  Log lines go to ``<run_dir>/train.log``.
 
 Every trial resumes from its own newest checkpoint and carries its own step; a trial that is done,
 or that diverged (NaN/Inf under ``train.on_nan=stop``, found at a logging step exactly as alone), is
 masked out: its state is frozen (``jnp.where``) while the others go on, and its ``Diverged`` is
 returned in its place.
+
+The group runs on :func:`~seqjax.experiment.distributed.group_mesh`: its state is sharded along the
+trial axis over the mesh's ``trials`` axis (replicated over ``data``), and each trial's batch over
+``data`` (``jax.vmap(..., spmd_axis_name="trials")`` turns the step's batch constraint into
+``("trials", "data")``), so a group fills every local device.
 """
 
 from __future__ import annotations
@@ -119,10 +125,16 @@ def injected_optimizer(optim_cfg: DictConfig, total_steps: int, param_labels: An
 
 
 def default_group_size(cfg: DictConfig) -> int:
-    """How many trials like ``cfg`` fit together in half the device's memory (:mod:`~seqjax.experiment.memory`)."""
+    """How many trials like ``cfg`` fit together in half the memory of every device (:mod:`~seqjax.experiment.memory`).
+
+    Each device holds the data and its share of the group's trials (the trial axis is sharded over the
+    devices), so the size is the device count times what half of one device holds: a multiple of the
+    device count, which :func:`~seqjax.experiment.distributed.group_mesh` shards fully over the trial axis.
+    """
     need = memory.estimate(cfg)
     per_trial = need["state"] + need["activations"]
-    return max(1, int((memory.available_bytes() // 2 - need["data"]) // max(per_trial, 1)))
+    per_device = int((memory.available_bytes() // 2 - need["data"]) // max(per_trial, 1))
+    return max(1, jax.device_count() * per_device)
 
 
 def _stack(trees: list[Any]) -> Any:
@@ -168,21 +180,24 @@ class VmappedTrainer:
             raise UserError(problem)
         self.trainers = [Trainer(cfg) for cfg in cfgs]
         lead = self.trainers[0]
-        self.workload, self.mesh, self.train_cfg = lead.workload, lead.mesh, lead.cfg.train
+        self.workload, self.train_cfg = lead.workload, lead.cfg.train
+        self.mesh = distributed.group_mesh(len(cfgs))
+        self._placed = distributed.trial_sharding(self.mesh)  # the group's state, as the train step leaves it
+        self._solo = distributed.replicated(lead.mesh)  # one trial's state, as it is alone (and checkpointed)
         values = swept_optim_values(cfgs)
         self.tx = injected_optimizer(lead.cfg.optim, self.train_cfg.steps, self.workload.param_labels, list(values))
         self._values = {n: jnp.asarray(v, jnp.float32) for n, v in values.items()}
         self._init_keys = jnp.stack([t._init_key for t in self.trainers])
-        self._dropout_keys = jnp.stack([t.dropout_key for t in self.trainers])
-        self._create = jax.jit(jax.vmap(lead._create))  # each trial's solo initial state, stacked
+        self._dropout_keys = jax.device_put(jnp.stack([t.dropout_key for t in self.trainers]), self._placed)
+        self._create = jax.jit(jax.vmap(lead._create), out_shardings=self._placed)  # the trials' solo initial states
         constrain = distributed.constrain_batch(self.mesh)
 
         def lane_step(state: TrainState, dropout_key: jax.Array, active: jax.Array) -> tuple[TrainState, dict]:
             new, metrics = make_train_step(self.workload, self.tx, dropout_key, constrain)(state)
             return jax.tree.map(lambda n, o: jnp.where(active, n, o), new, state), metrics
 
-        self._placed = distributed.replicated(self.mesh)  # the group's state, as the train step leaves it
-        self._train_step = jax.jit(jax.vmap(lane_step), out_shardings=(self._placed, None), donate_argnums=0)
+        self._train_step = jax.jit(jax.vmap(lane_step, spmd_axis_name=distributed.TRIALS),
+                                   out_shardings=(self._placed, None), donate_argnums=0)
         self._eval_step = jax.jit(jax.vmap(make_eval_step(self.workload), in_axes=(0, None)))
         self._val_set: dict | None = None
 
@@ -196,8 +211,12 @@ class VmappedTrainer:
         return jax.device_put(solo._replace(opt_state=injected), self._placed)
 
     def lane_state(self, state: TrainState, i: int) -> TrainState:
-        """Trial ``i``'s state as it would be alone (what its checkpoints hold)."""
-        return _index(state._replace(opt_state=state.opt_state.inner_state), i)
+        """Trial ``i``'s state as it would be alone (what its checkpoints hold), placed as alone."""
+        return self._lane(state._replace(opt_state=state.opt_state.inner_state), i)
+
+    def _lane(self, stacked: Any, i: int) -> Any:
+        """Trial ``i`` of stacked solo states, gathered onto the solo placement (replicated on the data mesh)."""
+        return jax.device_put(_index(stacked, i), self._solo)
 
     def init_state(self) -> TrainState:
         return self._wrap(self._create(self._init_keys))
@@ -237,7 +256,7 @@ class VmappedTrainer:
         t = self.train_cfg
         started = time.time()
         fresh = self._create(self._init_keys)
-        opened = [self._open(trainer, _index(fresh, i), stack) for i, trainer in enumerate(self.trainers)]
+        opened = [self._open(trainer, self._lane(fresh, i), stack) for i, trainer in enumerate(self.trainers)]
         lanes = [lane for lane, _ in opened]
         state = self._wrap(_stack([s for _, s in opened]))
         step = np.array([lane.start for lane in lanes])

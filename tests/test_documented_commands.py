@@ -38,7 +38,7 @@ from seqjax.experiment.sweep import expand, load_sweep, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted(ROOT.glob("experiments/*/README.md"))]
-LINKED = ("configs", "experiments")  # reachable from the scratch directory
+LINKED = ("configs", "experiments", "scripts")  # reachable from the scratch directory
 SMALL = ["train.steps=2", "train.eval_every=2", "train.checkpoint_every=2", "train.log_every=1",
          "train.batch_size=4", "train.eval_examples=8", "train.test_examples=8", "train.eval_batch_size=8",
          "train.progress=false"]

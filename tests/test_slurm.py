@@ -220,3 +220,10 @@ def test_status_of_a_sweep_run_here(tmp_path):
     run = _seqjax("sweep", str(path), "--no-vmap")
     assert run.returncode == 1, run.stdout + run.stderr
     assert _status(path) == {done.name: "done", diverged.name: "failed"}
+
+
+@needs_cluster
+def test_an_option_sbatch_refuses_is_one_line(tmp_path, capsys):
+    path = _sweep_file(tmp_path, {"optim.lr": [0.01]}, TINY)
+    err = _one_line_error(capsys, ["sweep", str(path), "--launcher", "slurm", "--slurm.partition", "nosuch"])
+    assert "sbatch refused the array: invalid partition specified: nosuch" in err

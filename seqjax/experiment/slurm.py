@@ -29,7 +29,9 @@ submitit is imported only here, and only when a sweep is submitted (the optional
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import os
 import shutil
 import time
@@ -123,8 +125,13 @@ def _executor(submitit: Any, out: Path, name: str, options: SlurmOptions, count:
 def _submit(submitit: Any, out: Path, name: str, options: SlurmOptions, tasks: list[Any]) -> list[str]:
     """Submit ``tasks`` (callables) as one array; their array task ids, in order."""
     executor = _executor(submitit, out, name, options, len(tasks))
-    with executor.batch():
-        jobs = [executor.submit(task) for task in tasks]
+    try:
+        with contextlib.redirect_stderr(io.StringIO()), executor.batch():  # submitit prints sbatch's errors
+            jobs = [executor.submit(task) for task in tasks]
+    except submitit.core.utils.UncompletedJobError as e:  # sbatch's own error, e.g. an unknown partition
+        said = "; ".join(line.strip().removeprefix("sbatch: error: ") for line in str(e).splitlines() if line.strip())
+        raise UserError(f"sbatch refused the array: {said}: check --slurm.partition and --slurm.opt (sinfo lists "
+                        "the partitions)") from None
     return [job.job_id for job in jobs]
 
 
@@ -150,7 +157,7 @@ def submit_sweep(path: str | Path, options: SlurmOptions, *, overrides: list[str
         found = prepare_search(path, overrides=overrides, out=out, storage=storage)
         root = found.out
         labels = [f"worker-{i}" for i in range(workers)]
-        _check_not_queued(path, root, labels)
+        _check_not_queued(path, root, sorted({*labels, *(k for k in read_jobs(root) if k.startswith("worker-"))}))
         tasks = [WorkerTask(str(path), tuple(overrides), str(root), found.storage, i) for i in range(workers)]
         jobs = dict(zip(labels, _submit(submitit, root, name, options, tasks)))
     else:

@@ -82,7 +82,7 @@ def status_table(statuses: list[TrialStatus]) -> str:
     rows = [("trial", "state", "job", "detail"), *((s.name, s.state, s.job, s.detail) for s in statuses)]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + ("  " + r[3] if r[3] else "") for r in rows]
-    counts = {}
+    counts: dict[str, int] = {}
     for s in statuses:
         counts[s.state] = counts.get(s.state, 0) + 1
     lines.append(", ".join(f"{n} {state}" for state, n in counts.items()) or "no trials")

@@ -129,6 +129,20 @@ def test_dry_run_shows_the_groups(tmp_path, capsys):
     assert "vmapped" not in capsys.readouterr().out
 
 
+def test_the_default_group_size_counts_every_device(monkeypatch):
+    from seqjax.experiment import memory, vmapped
+
+    cfg = load_config(SMOKE)
+    need = memory.estimate(cfg)
+    per_trial = need["state"] + need["activations"]
+    monkeypatch.setattr(memory, "available_bytes", lambda: 2 * (need["data"] + 5 * per_trial + 1))  # 5 trials per half
+    assert vmapped.default_group_size(cfg) == 5
+    monkeypatch.setattr(vmapped.jax, "device_count", lambda: 4)
+    assert vmapped.default_group_size(cfg) == 20  # 5 on each of 4 devices: the trial axis sharded over all 4
+    monkeypatch.setattr(memory, "available_bytes", lambda: need["data"])  # not even one trial: still one
+    assert vmapped.default_group_size(cfg) == 1
+
+
 def test_random_axes_are_reproducible_and_in_range(tmp_path):
     random = {"optim.lr": {"loguniform": [1e-4, 1e-2]}, "optim.b1": {"uniform": [0.8, 0.95]},
               "train.batch_size": {"int": [4, 8]}, "optim.name": {"choice": ["adam", "adamw"]}}

@@ -20,7 +20,7 @@ each trial keeps its experiment's ``name``, which ``seqjax report`` shows as a c
 Every trial's config is composed and validated before the first one starts.  Trials whose configs
 differ only in the seed and the optimizer's numbers (:func:`~seqjax.experiment.vmapped.program_key`)
 are trained together in this process, one vmapped program per group of at most ``group_size``
-(default: what half the device's memory holds, :func:`~seqjax.experiment.vmapped.default_group_size`);
+(default: what half the memory of all the devices holds, :func:`~seqjax.experiment.vmapped.default_group_size`);
 ``vmap=True`` (``--vmap``) insists on it and fails in one line naming the key that prevents it,
 ``vmap=False`` (``--no-vmap``) turns it off, and by default a trial with no partner runs alone.  Each
 other trial is one ``seqjax train`` process.  Every trial has its own run directory (``<out>/<trial>``),

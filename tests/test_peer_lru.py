@@ -13,6 +13,7 @@ gradient with seqjax's ``D`` gradient (the off-diagonal entries have no seqjax c
 
 from __future__ import annotations
 
+import inspect
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,6 +27,8 @@ LRU_pytorch = pytest.importorskip("LRU_pytorch")
 
 B, T, H, N = 2, 6, 3, 4
 
+# ``resets`` (packed sequences) joined ``LRUBlock._recurrence``'s signature; none here
+NO_RESETS = {"resets": None} if "resets" in inspect.signature(LRUBlock._recurrence).parameters else {}
 
 def _peer() -> "torch.nn.Module":
     torch.manual_seed(0)
@@ -43,7 +46,7 @@ def _ours(p: dict, u: jax.Array, x0: jax.Array | None) -> jax.Array:
               "glu_value": {"kernel": jnp.zeros((H, H)), "bias": jnp.zeros(H)},
               "glu_gate": {"kernel": jnp.zeros((H, H)), "bias": jnp.zeros(H)}}
     block = LRUBlock(d_model=H, d_state=N)
-    return block.apply({"params": params}, u, x0, "auto", method="_recurrence")[0]
+    return block.apply({"params": params}, u, x0, "auto", **NO_RESETS, method="_recurrence")[0]
 
 
 def test_lru_recurrence_equals_lru_pytorch() -> None:

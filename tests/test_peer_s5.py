@@ -16,6 +16,7 @@ same ``[P/2, H, 2]`` real pair array; ``log_step`` is seqjax's ``log_dt``.
 
 from __future__ import annotations
 
+import inspect
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,6 +32,8 @@ s5_model = pytest.importorskip("s5.s5_model")
 B, T, H, P = 2, 6, 3, 8  # P counts both modes of each pair; the package holds P / 2
 DISC = {"zoh": s5_model.discretize_zoh, "bilinear": s5_model.discretize_bilinear}
 
+# ``resets`` (packed sequences) joined ``S5Block._ssm``'s signature; none here
+NO_RESETS = {"resets": None} if "resets" in inspect.signature(S5Block._ssm).parameters else {}
 
 def _peer(disc: str) -> "torch.nn.Module":
     torch.manual_seed(0)
@@ -49,7 +52,7 @@ def _ours(disc: str, p: dict, u: jax.Array, x0: jax.Array | None) -> jax.Array:
               "B": p["seq.B"], "C": jnp.stack([p["seq.C.re"], p["seq.C.im"]], -1) / 2.0, "D": p["seq.D"],
               "log_dt": p["seq.log_step"], "glu": {"kernel": jnp.zeros((H, H)), "bias": jnp.zeros(H)}}
     block = S5Block(d_model=H, state_size=P, blocks=1, disc=disc)
-    return block.apply({"params": params}, u, x0, "auto", method="_ssm")[0]
+    return block.apply({"params": params}, u, x0, "auto", **NO_RESETS, method="_ssm")[0]
 
 
 @pytest.mark.parametrize("disc", list(DISC))

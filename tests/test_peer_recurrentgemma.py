@@ -77,7 +77,10 @@ def _check(ours_fn, theirs_fn, peer_params: Any, inputs: tuple, what: str) -> No
     out_ours, out_theirs = ours_fn(peer_params, *inputs), theirs_fn(peer_params, *inputs)
     assert_close(out_ours, out_theirs, f"{what} output")
     w = jax.random.normal(jax.random.key(7), out_theirs.shape)
-    grad = lambda fn: jax.grad(lambda p, x: jnp.sum(fn(p, x, *inputs[1:]) * w), (0, 1))(peer_params, inputs[0])  # noqa: E731
+
+    def grad(fn):
+        return jax.grad(lambda p, x: jnp.sum(fn(p, x, *inputs[1:]) * w), (0, 1))(peer_params, inputs[0])
+
     (gp_ours, gx_ours), (gp_theirs, gx_theirs) = grad(ours_fn), grad(theirs_fn)
     assert_close(gx_ours, gx_theirs, f"{what} d/dinput")
     assert_trees_close(flatten(gp_ours), flatten(gp_theirs), f"{what} d/dparams")

@@ -12,8 +12,9 @@ What is compared: the mixer (seqjax ``Mamba2Block``; the package's ``Mamba2Mixer
 package has no ``n_groups``; with one group Mamba2's grouped norm is the plain one), at a chunk length that does
 not divide the sequence (the package pads the last chunk; seqjax's own tests cover the other chunk lengths),
 outputs and gradients w.r.t. the input and every peer parameter; then seqjax's chunk form over a prompt and its
-step form token by token against the package's prefill and decoding with its conv and SSM states. float32. The residual wrapper is not compared:
-the package's pre-norm has ``eps = 1e-5`` and seqjax's stack uses Flax's ``RMSNorm`` (``1e-6``).
+step form token by token against the package's prefill and decoding with its conv and SSM states. float32. The
+residual wrapper is not compared: the package's pre-norm has ``eps = 1e-5`` and seqjax's stack uses Flax's
+``RMSNorm`` (``1e-6``).
 
 The parameters are the same arrays under other names (``norm.weight`` is ``norm_weight``; Flax NNX ``Linear`` and
 ``Conv`` kernels are ``[in, out]`` and ``[k, 1, C]``, seqjax's layouts). The package clips ``dt`` to its

@@ -6,7 +6,8 @@
     x_{l+1} = x_l + dropout(block_l(norm_l(x_l)))
     y       = norm(x_L)
 
-Each block maps ``[batch, time, d_model] -> same`` and has the step pair
+Each block maps ``[batch, time, d_model] -> same`` (``block(x, resets=None)``: ``resets [batch, time]`` marks
+the first token of each packed sequence, which runs as if alone) and has the step pair
 ``initial_state(batch_size)`` / ``step(state, x_t)`` and the chunk form ``chunk(state, x) -> (state, y)``
 (a chunk of any length in the parallel form, from and to the step form's state); the stack threads one
 state per block.  The stack's own layers compute in ``dtype`` (``None``: ``param_dtype``); the input
@@ -45,8 +46,11 @@ class CausalConv(nn.Module):
     param_dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: Array, buffer: Array | None = None) -> Array | tuple[Array, Array]:
-        """Parallel form ``x [batch, time, c_in] -> y``; with ``buffer``, one token ``x_t -> (buffer', y_t)``."""
+    def __call__(
+        self, x: Array, buffer: Array | None = None, resets: Array | None = None
+    ) -> Array | tuple[Array, Array]:
+        """Parallel form ``x [batch, time, c_in] -> y`` (no tap across a reset: :func:`~seqjax.ops.conv.causal_conv`);
+        with ``buffer``, one token ``x_t -> (buffer', y_t)``."""
         dtype = self.dtype or self.param_dtype
         groups = x.shape[-1] if self.depthwise else 1
         shape = (self.kernel_size, x.shape[-1] // groups, self.features)
@@ -58,7 +62,7 @@ class CausalConv(nn.Module):
         bias = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype) if self.use_bias else 0.0
         x, kernel, bias = x.astype(dtype), kernel.astype(dtype), jnp.asarray(bias, dtype)
         if buffer is None:
-            return causal_conv(x, kernel, self.dilation, groups) + bias
+            return causal_conv(x, kernel, self.dilation, groups, resets) + bias
         new_buffer, y = causal_conv_step(buffer.astype(dtype), x, kernel, self.dilation, groups)
         return new_buffer.astype(buffer.dtype), y + bias
 
@@ -70,10 +74,10 @@ class CausalConv(nn.Module):
         """One token: ``(buffer, x_t [batch, c_in]) -> (buffer', y_t [batch, features])``."""
         return self(x_t, buffer)
 
-    def chunk(self, buffer: Array, x: Array) -> tuple[Array, Array]:
+    def chunk(self, buffer: Array, x: Array, resets: Array | None = None) -> tuple[Array, Array]:
         """A chunk ``x [batch, T, c_in]`` after the buffered inputs: the parallel form over ``[buffer, x]``, whose
         first ``(k-1) d`` outputs (those of the buffered inputs) are dropped; the new buffer is the last ``(k-1) d``
-        inputs.
+        inputs. A reset in the chunk (``resets [batch, T]``) cuts the taps into the buffer too.
 
         >>> import jax
         >>> conv = CausalConv(features=2, kernel_size=3, dilation=2)
@@ -87,7 +91,9 @@ class CausalConv(nn.Module):
         """
         held = buffer.shape[1]
         window = jnp.concatenate([buffer.astype(x.dtype), x], axis=1)
-        return window[:, window.shape[1] - held:].astype(buffer.dtype), self(window)[:, held:]
+        if resets is not None:
+            resets = jnp.concatenate([jnp.zeros((resets.shape[0], held), bool), resets], axis=1)
+        return window[:, window.shape[1] - held:].astype(buffer.dtype), self(window, resets=resets)[:, held:]
 
 
 class FeedForward(nn.Module):
@@ -109,7 +115,8 @@ class FeedForward(nn.Module):
     param_dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: Array) -> Array:
+    def __call__(self, x: Array, resets: Array | None = None) -> Array:
+        """Position-wise, so packed sequences (``resets``) need nothing: accepted as every block's is."""
         dense = lambda n: nn.Dense(n, use_bias=self.use_bias, dtype=self.dtype or self.param_dtype,  # noqa: E731
                                    param_dtype=self.param_dtype)
         h = nn.gelu(dense(self.hidden)(x))
@@ -123,7 +130,7 @@ class FeedForward(nn.Module):
     def step(self, state: tuple[()], x_t: Array) -> tuple[tuple[()], Array]:
         return state, self(x_t)
 
-    def chunk(self, state: tuple[()], x: Array) -> tuple[tuple[()], Array]:
+    def chunk(self, state: tuple[()], x: Array, resets: Array | None = None) -> tuple[tuple[()], Array]:
         return state, self(x)
 
 
@@ -156,11 +163,14 @@ class ResidualStack(nn.Module):
     def _embed(self, x: Array) -> Array:
         return x.astype(self.dtype or self.param_dtype) if x.shape[-1] == self.d_model else self.in_proj(x)
 
-    def __call__(self, x: Array, lengths: Array | None = None, *, deterministic: bool = True) -> Array:
-        """Causal: padding after ``lengths`` never reaches a valid step, so ``lengths`` is accepted and unused."""
+    def __call__(
+        self, x: Array, lengths: Array | None = None, *, deterministic: bool = True, resets: Array | None = None
+    ) -> Array:
+        """Causal: padding after ``lengths`` never reaches a valid step, so ``lengths`` is accepted and unused;
+        ``resets`` go to every block."""
         x = self._embed(x)
         for norm, block in zip(self.norms, self.blocks):
-            x = x + self.drop(block(norm(x)), deterministic=deterministic)
+            x = x + self.drop(block(norm(x), resets=resets), deterministic=deterministic)
         return self.final_norm(x)
 
     def initial_state(self, batch_size: int) -> list[Any]:
@@ -170,16 +180,17 @@ class ResidualStack(nn.Module):
         """One token (dropout off): ``x_t [batch, d_in] -> y_t [batch, d_model]``."""
         return self._thread(state, x_t, "step")
 
-    def chunk(self, state: list[Any], x: Array) -> tuple[list[Any], Array]:
+    def chunk(self, state: list[Any], x: Array, resets: Array | None = None) -> tuple[list[Any], Array]:
         """A chunk (dropout off) from the carried state: ``x [batch, T, d_in] -> y [batch, T, d_model]``."""
-        return self._thread(state, x, "chunk")
+        return self._thread(state, x, "chunk", resets=resets)
 
-    def _thread(self, state: list[Any], x: Array, form: str) -> tuple[list[Any], Array]:
-        """Each block's ``form`` (``"step"`` or ``"chunk"``) in turn, threading its state through the residual."""
+    def _thread(self, state: list[Any], x: Array, form: str, **resets: Any) -> tuple[list[Any], Array]:
+        """Each block's ``form`` (``"step"`` or ``"chunk"``, with ``resets``) in turn, threading its state through
+        the residual."""
         x = self._embed(x)
         new_state = []
         for norm, block, s in zip(self.norms, self.blocks, state):
-            s, y = getattr(block, form)(s, norm(x))
+            s, y = getattr(block, form)(s, norm(x), **resets)
             x = x + y
             new_state.append(s)
         return new_state, self.final_norm(x)

@@ -6,8 +6,9 @@ The RG-LRU on ``x_t [D_rnn]`` (the convolution's output), with block-diagonal ga
     log a_t = -c r_t softplus(Lambda)          (a_t = sigmoid(-Lambda)^(c r_t), c = 8)
     h_t = (1 - rho_t) a_t h_{t-1} + (rho_t + (1 - rho_t) sqrt(1 - a_t^2)) (i_t x_t)
 
-``rho_t = 1`` where a document starts (always at ``t = 0`` of the parallel form, as in recurrentgemma,
-whose ``segment_pos = 0`` there; the step form carries that flag). The recurrent block and the layer::
+``rho_t = 1`` where a document starts: at ``t = 0`` of the parallel form, as in recurrentgemma, whose
+``segment_pos = 0`` there, and wherever ``resets`` marks a packed document's first token (the conv's taps
+are cut there too); the step form carries that flag. The recurrent block and the layer::
 
     out = W_o(RG-LRU(conv1d_4(W_x u)) * GELU(W_y u))
     r   = u + RecurrentBlock(RMSNorm(u));   y = r + MLP(RMSNorm(r)),   MLP = W_d(GELU(W_1 v) * W_2 v)
@@ -154,10 +155,17 @@ class RGLRUBlock(BlockDtypes, nn.Module):
         a, b = rg_lru_coefficients(x, r, i, self.a_param.astype(self._real()), self.c, starts)
         return linear_scan(a, b, h0, method=method, chunk_size=self.chunk_size, resets=starts, return_state=True)
 
-    def __call__(self, u: Array) -> Array:
-        starts = jnp.zeros(u.shape[:2], bool).at[:, 0].set(True)
-        h, _ = self._rg_lru(self.conv(self.linear_x(u)), None, starts, self.scan_method)
+    def __call__(self, u: Array, resets: Array | None = None) -> Array:
+        """``u [batch, T, d_model] -> same``; ``resets [batch, T]`` start packed documents."""
+        starts = self._starts(u, True, resets)
+        h, _ = self._rg_lru(self.conv(self.linear_x(u), resets=resets), None, starts, self.scan_method)
         return self.linear_out(h.astype(self._dtype()) * nn.gelu(self.linear_y(u)))
+
+    @staticmethod
+    def _starts(u: Array, first: Array | bool, resets: Array | None) -> Array:
+        """The ``rho_t [batch, T]``: ``resets``, and ``first`` at ``t = 0``."""
+        starts = jnp.zeros(u.shape[:2], bool) if resets is None else jnp.asarray(resets, bool)
+        return starts.at[:, 0].set(starts[:, 0] | first)
 
     def initial_state(self, batch_size: int) -> tuple[Array, Array, Array]:
         return (self.conv.initial_state(batch_size, self.d_rnn), jnp.zeros((batch_size, self.d_rnn), self._real()),
@@ -168,11 +176,13 @@ class RGLRUBlock(BlockDtypes, nn.Module):
         state, out = self.chunk(state, u_t[:, None])
         return state, out[:, 0]
 
-    def chunk(self, state: tuple[Array, Array, Array], u: Array) -> tuple[tuple[Array, Array, Array], Array]:
+    def chunk(
+        self, state: tuple[Array, Array, Array], u: Array, resets: Array | None = None
+    ) -> tuple[tuple[Array, Array, Array], Array]:
         """A chunk ``u [batch, T, d_model]`` from ``(conv buffer, h, fresh)``, in the parallel form."""
         buffer, h, fresh = state
-        buffer, x = self.conv.chunk(buffer, self.linear_x(u))
-        starts = jnp.zeros(u.shape[:2], bool).at[:, 0].set(fresh)
+        buffer, x = self.conv.chunk(buffer, self.linear_x(u), resets)
+        starts = self._starts(u, fresh, resets)
         hs, h = self._rg_lru(x, h, starts, self.scan_method)
         out = self.linear_out(hs.astype(self._dtype()) * nn.gelu(self.linear_y(u)))
         return (buffer, h, jnp.zeros_like(fresh)), out

@@ -91,15 +91,16 @@ class LRUBlock(BlockDtypes, nn.Module):
         dense = dict(dtype=self._dtype(), param_dtype=pd)
         self.glu_value, self.glu_gate = nn.Dense(h, **dense), nn.Dense(h, **dense)
 
-    def _recurrence(self, u: Array, x0: Array | None, method: str) -> tuple[Array, Array]:
-        """``u [batch, T, H] -> (y [batch, T, H], x_T [batch, N])``: the LRU's scan and readout."""
+    def _recurrence(self, u: Array, x0: Array | None, method: str, resets: Array | None) -> tuple[Array, Array]:
+        """``u [batch, T, H] -> (y [batch, T, H], x_T [batch, N])``: the LRU's scan (restarting at ``resets``) and
+        readout."""
         real = self._real()
         cast = lambda p: p.astype(real)  # noqa: E731
         lam = jnp.exp(jax.lax.complex(-jnp.exp(cast(self.nu_log)), jnp.exp(cast(self.theta_log))))
         b = jax.lax.complex(cast(self.B_re), cast(self.B_im)) * jnp.exp(cast(self.gamma_log))[:, None]
         u = u.astype(real)
         x, last = linear_scan(lam, jnp.einsum("bth,nh->btn", u, b), x0, method=method, chunk_size=self.chunk_size,
-                              return_state=True)
+                              resets=resets, return_state=True)
         c = jax.lax.complex(cast(self.C_re), cast(self.C_im))
         return jnp.einsum("btn,hn->bth", x, c).real + cast(self.D) * u, last
 
@@ -107,8 +108,9 @@ class LRUBlock(BlockDtypes, nn.Module):
         v = nn.gelu(y.astype(self._dtype()))
         return self.glu_value(v) * nn.sigmoid(self.glu_gate(v))
 
-    def __call__(self, u: Array) -> Array:
-        return self._glu(self._recurrence(u, None, self.scan_method)[0])
+    def __call__(self, u: Array, resets: Array | None = None) -> Array:
+        """``u [batch, T, H] -> [batch, T, H]``; ``resets [batch, T]`` start packed sequences (``x`` restarts at 0)."""
+        return self._glu(self._recurrence(u, None, self.scan_method, resets)[0])
 
     def initial_state(self, batch_size: int) -> Array:
         return jnp.zeros((batch_size, self.d_state), jnp.result_type(self._real(), jnp.complex64))
@@ -118,9 +120,9 @@ class LRUBlock(BlockDtypes, nn.Module):
         state, y = self.chunk(state, u_t[:, None])
         return state, y[:, 0]
 
-    def chunk(self, state: Array, u: Array) -> tuple[Array, Array]:
+    def chunk(self, state: Array, u: Array, resets: Array | None = None) -> tuple[Array, Array]:
         """A chunk ``u [batch, T, H]`` from the carried ``x``: the parallel form with ``x_0 = state``."""
-        y, state = self._recurrence(u, state, self.scan_method)
+        y, state = self._recurrence(u, state, self.scan_method, resets)
         return state, self._glu(y)
 
 

@@ -99,20 +99,25 @@ class MambaBlock(nn.Module):
         """The selective scan's dtype: the compute dtype, at least float32."""
         return jnp.promote_types(self._dtype(), jnp.float32)
 
-    def _scan(self, x: Array, z: Array, h0: Array | None, chunk_size: int | None, method: str) -> tuple[Array, Array]:
-        """``x, z [batch, L, d_inner]`` (x after conv and SiLU) -> ``(out [batch, L, d_model], last state)``."""
+    def _scan(
+        self, x: Array, z: Array, h0: Array | None, chunk_size: int | None, method: str, resets: Array | None = None
+    ) -> tuple[Array, Array]:
+        """``x, z [batch, L, d_inner]`` (x after conv and SiLU) -> ``(out [batch, L, d_model], last state)``; the
+        state restarts at 0 at ``resets``."""
         dt, b, c = jnp.split(self.x_proj(x), [self._rank(), self._rank() + self.d_state], axis=-1)
         dt = nn.softplus(self.dt_proj(dt))
         f = self._scan_dtype()
         y, h = selective_scan(
             x.astype(f), dt.astype(f), -jnp.exp(self.A_log.astype(f)), b.astype(f), c.astype(f), self.D.astype(f),
-            h0=h0, chunk_size=chunk_size, method=method,
+            h0=h0, chunk_size=chunk_size, method=method, resets=resets,
         )
         return self.out_proj(y.astype(self._dtype()) * nn.silu(z)), h
 
-    def __call__(self, u: Array) -> Array:
+    def __call__(self, u: Array, resets: Array | None = None) -> Array:
+        """``u [batch, L, d_model] -> same``; ``resets [batch, L]`` start packed sequences: no conv tap and no
+        state crosses one."""
         x, z = jnp.split(self.in_proj(u), 2, axis=-1)
-        return self._scan(nn.silu(self.conv(x)), z, None, self.chunk_size, self.scan_method)[0]
+        return self._scan(nn.silu(self.conv(x, resets=resets)), z, None, self.chunk_size, self.scan_method, resets)[0]
 
     def initial_state(self, batch_size: int) -> tuple[Array, Array]:
         d_inner = self.expand * self.d_model
@@ -127,12 +132,14 @@ class MambaBlock(nn.Module):
         out, ssm_state = self._scan(nn.silu(x)[:, None], z[:, None], ssm_state, 1, "sequential")
         return (conv_state, ssm_state), out[:, 0]
 
-    def chunk(self, state: tuple[Array, Array], u: Array) -> tuple[tuple[Array, Array], Array]:
+    def chunk(
+        self, state: tuple[Array, Array], u: Array, resets: Array | None = None
+    ) -> tuple[tuple[Array, Array], Array]:
         """A chunk ``u [batch, T, d_model]``: the parallel form after the buffered conv inputs, from ``ssm_state``."""
         conv_state, ssm_state = state
         x, z = jnp.split(self.in_proj(u), 2, axis=-1)
-        conv_state, x = self.conv.chunk(conv_state, x)
-        out, ssm_state = self._scan(nn.silu(x), z, ssm_state, self.chunk_size, self.scan_method)
+        conv_state, x = self.conv.chunk(conv_state, x, resets)
+        out, ssm_state = self._scan(nn.silu(x), z, ssm_state, self.chunk_size, self.scan_method, resets)
         return (conv_state, ssm_state), out
 
 

@@ -105,8 +105,11 @@ class Mamba2Block(BlockDtypes, nn.Module):
         """``W_in u -> (z, xbc, dt)``: ``xbc = [x, B, C]`` goes through the convolution."""
         return tuple(jnp.split(self.in_proj(u), [self._d_inner(), self._d_inner() + self._conv_dim()], axis=-1))
 
-    def _mix(self, z: Array, xbc: Array, dt: Array, h0: Array | None, chunk_size: int) -> tuple[Array, Array]:
-        """``xbc`` after conv and SiLU, ``z, dt [batch, T, .]`` -> ``(out [batch, T, d_model], H_T)``."""
+    def _mix(
+        self, z: Array, xbc: Array, dt: Array, h0: Array | None, chunk_size: int, resets: Array | None = None
+    ) -> tuple[Array, Array]:
+        """``xbc`` after conv and SiLU, ``z, dt [batch, T, .]`` -> ``(out [batch, T, d_model], H_T)``; ``H`` restarts
+        at 0 at ``resets``."""
         real, heads, gn = self._real(), self._heads(), self.n_groups * self.d_state
         x, b, c = jnp.split(xbc.astype(real), [self._d_inner(), self._d_inner() + gn], axis=-1)
         x = x.reshape(*x.shape[:2], heads, self.head_dim)
@@ -114,14 +117,16 @@ class Mamba2Block(BlockDtypes, nn.Module):
                                         heads // self.n_groups, axis=2)
         dt = nn.softplus(dt.astype(real) + self.dt_bias.astype(real))  # [batch, T, H]
         alpha = dt * -jnp.exp(self.A_log.astype(real))
-        y, h = ssd(x * dt[..., None], alpha, per_head(b), per_head(c), h0, chunk_size=chunk_size)
+        y, h = ssd(x * dt[..., None], alpha, per_head(b), per_head(c), h0, chunk_size=chunk_size, resets=resets)
         y = (y + self.D.astype(real)[:, None] * x).reshape(*y.shape[:2], -1)
         y = group_rms_norm(y * nn.silu(z.astype(real)), self.norm_weight.astype(real), self.n_groups)
         return self.out_proj(y.astype(self._dtype())), h
 
-    def __call__(self, u: Array) -> Array:
+    def __call__(self, u: Array, resets: Array | None = None) -> Array:
+        """``u [batch, T, d_model] -> same``; ``resets [batch, T]`` start packed sequences: no conv tap and no state
+        crosses one (SSD's decay mask cut there)."""
         z, xbc, dt = self._split(u)
-        return self._mix(z, nn.silu(self.conv(xbc)), dt, None, self.chunk_size)[0]
+        return self._mix(z, nn.silu(self.conv(xbc, resets=resets)), dt, None, self.chunk_size, resets)[0]
 
     def initial_state(self, batch_size: int) -> tuple[Array, Array]:
         return (self.conv.initial_state(batch_size, self._conv_dim()),
@@ -135,12 +140,14 @@ class Mamba2Block(BlockDtypes, nn.Module):
         out, h = self._mix(z[:, None], nn.silu(xbc)[:, None], dt[:, None], h, 1)
         return (buffer, h), out[:, 0]
 
-    def chunk(self, state: tuple[Array, Array], u: Array) -> tuple[tuple[Array, Array], Array]:
+    def chunk(
+        self, state: tuple[Array, Array], u: Array, resets: Array | None = None
+    ) -> tuple[tuple[Array, Array], Array]:
         """A chunk ``u [batch, T, d_model]``: SSD's chunked form after the buffered conv inputs, from ``H``."""
         buffer, h = state
         z, xbc, dt = self._split(u)
-        buffer, xbc = self.conv.chunk(buffer, xbc)
-        out, h = self._mix(z, nn.silu(xbc), dt, h, self.chunk_size)
+        buffer, xbc = self.conv.chunk(buffer, xbc, resets)
+        out, h = self._mix(z, nn.silu(xbc), dt, h, self.chunk_size, resets)
         return (buffer, h), out
 
 

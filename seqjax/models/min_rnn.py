@@ -137,9 +137,10 @@ class MinRNN(BlockDtypes, nn.Module):
     def _hidden(self) -> int:
         return int(self.expansion * self.d_model)
 
-    def __call__(self, x: Array) -> Array:
+    def __call__(self, x: Array, resets: Array | None = None) -> Array:
+        """``x [batch, T, d_model] -> same``; ``resets [batch, T]`` start packed sequences (each from ``h = 0``)."""
         log_a, log_b = CELLS[self.cell][1](self.to_gates(x).astype(self._real()))
-        log_h = log_linear_scan(log_a, log_b, method=self.scan_method, chunk_size=self.chunk_size)
+        log_h = log_linear_scan(log_a, log_b, method=self.scan_method, chunk_size=self.chunk_size, resets=resets)
         return self.to_out(jnp.exp(log_h).astype(self._dtype()))
 
     def initial_state(self, batch_size: int) -> Array:
@@ -149,11 +150,11 @@ class MinRNN(BlockDtypes, nn.Module):
         h = CELLS[self.cell][2](state, self.to_gates(x_t).astype(self._real()))
         return h, self.to_out(h.astype(self._dtype()))
 
-    def chunk(self, state: Array, x: Array) -> tuple[Array, Array]:
+    def chunk(self, state: Array, x: Array, resets: Array | None = None) -> tuple[Array, Array]:
         """A chunk ``x [batch, T, d_model]`` from the carried ``h`` (``h >= 0``), in log space."""
         log_a, log_b = CELLS[self.cell][1](self.to_gates(x).astype(self._real()))
         log_h, log_last = log_linear_scan(log_a, log_b, jnp.log(state), method=self.scan_method,
-                                          chunk_size=self.chunk_size, return_state=True)
+                                          chunk_size=self.chunk_size, resets=resets, return_state=True)
         return jnp.exp(log_last), self.to_out(jnp.exp(log_h).astype(self._dtype()))
 
 

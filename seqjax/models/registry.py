@@ -8,11 +8,14 @@ options dataclass::
 
 Every backbone module follows one contract:
 
-* ``module(x, lengths=None, *, deterministic=True) -> y``:
-  ``x [batch, time, d_in] -> y [batch, time, d_out]`` (the parallel form);
+* ``module(x, lengths=None, *, deterministic=True, resets=None) -> y``:
+  ``x [batch, time, d_in] -> y [batch, time, d_out]`` (the parallel form); ``resets [batch, time]``
+  (bool) marks the first token of each packed sequence, and each sequence's outputs then equal those of
+  the sequence run alone (every family; ``tests/test_resets.py``);
 * ``module.initial_state(batch_size)`` and
   ``module.step(state, x_t [batch, d_in]) -> (state, y_t [batch, d_out])``
-  (the step form) and ``module.chunk(state, x [batch, T, d_in]) -> (state, y)``
+  (the step form) and ``module.chunk(state, x [batch, T, d_in]) -> (state, y)`` (with ``resets=`` too, but
+  for the Transformer)
   (the chunk form: a chunk of any length in the parallel form from the carried state, what
   :mod:`seqjax.experiment.session` streams and truncated BPTT trains); a non-causal backbone raises
   :class:`seqjax.errors.StreamingError` from all three;

@@ -102,8 +102,8 @@ class S5Block(BlockDtypes, nn.Module):
                                                                         np.log(self.dt_max)))
         self.glu = nn.Dense(h, dtype=self._dtype(), param_dtype=pd)
 
-    def _ssm(self, u: Array, x0: Array | None, method: str) -> tuple[Array, Array]:
-        """``u [batch, T, H] -> (y [batch, T, H], x_T [batch, P/2])``."""
+    def _ssm(self, u: Array, x0: Array | None, method: str, resets: Array | None) -> tuple[Array, Array]:
+        """``u [batch, T, H] -> (y [batch, T, H], x_T [batch, P/2])``, ``x`` restarting at 0 at ``resets``."""
         real = self._real()
         cast = lambda p: p.astype(real)  # noqa: E731
         lam = jax.lax.complex(-jnp.exp(cast(self.Lambda_log_neg_re)), cast(self.Lambda_im))
@@ -111,15 +111,16 @@ class S5Block(BlockDtypes, nn.Module):
         a_bar, b_bar = discretize_diag(lam[:, None], b, jnp.exp(cast(self.log_dt))[:, None], self.disc)
         u = u.astype(real)
         x, last = linear_scan(a_bar[:, 0], jnp.einsum("bth,ph->btp", u, b_bar), x0, method=method,
-                              chunk_size=self.chunk_size, return_state=True)
+                              chunk_size=self.chunk_size, resets=resets, return_state=True)
         return 2.0 * jnp.einsum("btp,hp->bth", x, c).real + cast(self.D) * u, last
 
     def _glu(self, y: Array) -> Array:
         g = nn.gelu(y.astype(self._dtype()))
         return g * nn.sigmoid(self.glu(g))
 
-    def __call__(self, u: Array) -> Array:
-        return self._glu(self._ssm(u, None, self.scan_method)[0])
+    def __call__(self, u: Array, resets: Array | None = None) -> Array:
+        """``u [batch, T, H] -> [batch, T, H]``; ``resets [batch, T]`` start packed sequences."""
+        return self._glu(self._ssm(u, None, self.scan_method, resets)[0])
 
     def initial_state(self, batch_size: int) -> Array:
         return jnp.zeros((batch_size, self.state_size // 2), jnp.result_type(self._real(), jnp.complex64))
@@ -129,9 +130,9 @@ class S5Block(BlockDtypes, nn.Module):
         state, y = self.chunk(state, u_t[:, None])
         return state, y[:, 0]
 
-    def chunk(self, state: Array, u: Array) -> tuple[Array, Array]:
+    def chunk(self, state: Array, u: Array, resets: Array | None = None) -> tuple[Array, Array]:
         """A chunk ``u [batch, T, H]`` from the carried ``x``: the parallel form with ``x_0 = state``."""
-        y, state = self._ssm(u, state, self.scan_method)
+        y, state = self._ssm(u, state, self.scan_method, resets)
         return state, self._glu(y)
 
 

@@ -117,8 +117,11 @@ class SequenceModel(nn.Module):
     def _features(self, inputs: Array) -> Array:
         return self.embed(inputs) if self.vocab else inputs
 
-    def __call__(self, inputs: Array, lengths: Array | None = None, *, deterministic: bool = True) -> Array:
-        y = self.backbone(self._features(inputs), lengths, deterministic=deterministic)
+    def __call__(
+        self, inputs: Array, lengths: Array | None = None, *, deterministic: bool = True, resets: Array | None = None
+    ) -> Array:
+        """``resets [batch, time]`` (packed sequences, ``True`` at each one's first token) go to the backbone."""
+        y = self.backbone(self._features(inputs), lengths, deterministic=deterministic, resets=resets)
         return self.head(y, lengths)
 
     def initial_state(self, batch_size: int) -> Any:

@@ -2,7 +2,9 @@
 
 Per channel ``h``: ``y = K_h * u + D_h u`` (parallel form, FFT convolution)
 or ``h_t = Abar h_{t-1} + Bbar u_t, y_t = Re(C h_t) + D u_t`` (the step form, and the chunk form: that
-recurrence over a chunk of any length from a carried ``h``), all from the same parameters (math in :mod:`seqjax.ops.ssm_kernel`):
+recurrence over a chunk of any length from a carried ``h``), all from the same parameters (math in :mod:`seqjax.ops.ssm_kernel`).
+A convolution cannot restart, so the parallel form given ``resets [batch, time]`` (packed sequences) runs the
+recurrence instead, with ``h_{t-1} := 0`` where a sequence starts. The parameters:
 
 * ``log_dt [H]``: ``dt = exp(log_dt)``, initialized log-uniform in ``[dt_min, dt_max]``;
 * ``Lambda_log_neg_re, Lambda_im [H, N/2]``: ``Lambda = -exp(Lambda_log_neg_re) + i Lambda_im``,
@@ -35,6 +37,7 @@ from seqjax.models.precision import check_precision, dtypes
 from seqjax.models.registry import register_backbone
 from seqjax.ops.hippo import S4D_INITS, dplr_legs, s4d_init
 from seqjax.ops.linear_scan import linear_scan
+from seqjax.ops.masking import restart_where
 from seqjax.ops.ssm_kernel import (
     DISCRETIZATIONS,
     discretize_diag,
@@ -111,17 +114,21 @@ class S4D(SSMLayer):
     disc: str = "zoh"
 
     @nn.compact
-    def __call__(self, u: Array, state: Array | None = None) -> Array | tuple[Array, Array]:
-        """Parallel ``u [batch, L, H] -> y``; with ``state``, the chunk form ``u -> (state', y)``."""
+    def __call__(
+        self, u: Array, state: Array | None = None, resets: Array | None = None
+    ) -> Array | tuple[Array, Array]:
+        """Parallel ``u [batch, L, H] -> y`` (the recurrence given ``resets``); with ``state``, the chunk form
+        ``u -> (state', y)``."""
         lam, b, c, dt, d = _ssm_params(self, *s4d_init(self.state_size, self.a_init))
         out_dtype = _compute_dtype(self)
         u = u.astype(out_dtype).astype(_real_dtype(self))
-        if state is None:
+        if state is None and resets is None:
             return (fft_conv(u, s4d_kernel(lam, b, c, dt, u.shape[1], self.disc)) + d * u).astype(out_dtype)
         a_bar, b_bar = discretize_diag(lam, b, dt[:, None], self.disc)
-        hs, new_state = linear_scan(a_bar, b_bar * u[..., None], state, return_state=True)  # [batch, L, H, N/2]
-        y = 2.0 * jnp.sum(c * hs, axis=-1).real + d * u
-        return new_state.astype(state.dtype), y.astype(out_dtype)
+        hs, new_state = linear_scan(a_bar, b_bar * u[..., None], state, resets=resets,
+                                    return_state=True)  # [batch, L, H, N/2]
+        y = (2.0 * jnp.sum(c * hs, axis=-1).real + d * u).astype(out_dtype)
+        return y if state is None else (new_state.astype(state.dtype), y)
 
     def initial_state(self, batch_size: int) -> Array:
         complex_dtype = jnp.result_type(_real_dtype(self), jnp.complex64)
@@ -131,8 +138,8 @@ class S4D(SSMLayer):
         state, y = self(u_t[:, None], state)
         return state, y[:, 0]
 
-    def chunk(self, state: Array, u: Array) -> tuple[Array, Array]:
-        return self(u, state)
+    def chunk(self, state: Array, u: Array, resets: Array | None = None) -> tuple[Array, Array]:
+        return self(u, state, resets)
 
 
 class S4(SSMLayer):
@@ -142,7 +149,8 @@ class S4(SSMLayer):
     ``L = l_max`` (the input length when ``l_max`` is unset); the parallel
     form computes the kernel at ``L`` and keeps the first ``T`` taps. The
     Cauchy method needs the bilinear transform (as in the S4 paper); for ZOH
-    use :class:`S4D`. The step form rebuilds dense
+    use :class:`S4D`. The step form (and the parallel form given ``resets``, with ``L = l_max`` or the
+    input length as for the kernel) rebuilds dense
     ``Abar [H, N, N]`` and ``C = C~ (I - Abar^L)^{-1}``, so it needs ``l_max``;
     its state is ``h [batch, H, N]`` (both conjugates). Rebuilding costs
     ``O(H N^3 log l_max)`` per call (a token, or a whole chunk: the chunk form scans the dense recurrence);
@@ -152,31 +160,41 @@ class S4(SSMLayer):
     l_max: int | None = None
 
     @nn.compact
-    def __call__(self, u: Array, state: Array | None = None) -> Array | tuple[Array, Array]:
-        """Parallel ``u [batch, L, H] -> y``; with ``state``, the chunk form ``u -> (state', y)``."""
+    def __call__(
+        self, u: Array, state: Array | None = None, resets: Array | None = None
+    ) -> Array | tuple[Array, Array]:
+        """Parallel ``u [batch, L, H] -> y`` (the recurrence given ``resets``); with ``state``, the chunk form
+        ``u -> (state', y)``."""
         lam0, p0, b0 = dplr_legs(self.state_size)
         p = _complex_param(self, "P", np.broadcast_to(p0, (self.features, p0.shape[-1])))
         lam, b, c_tilde, dt, d = _ssm_params(self, lam0, b0)
         full = [expand_conj(x) for x in (lam, p, b, c_tilde)]
         out_dtype = _compute_dtype(self)
         u = u.astype(out_dtype).astype(_real_dtype(self))
+        length = u.shape[1]
         if state is None:
-            length = u.shape[1]
             kernel_length = self.l_max or length
             if length > kernel_length:
                 raise UserError(f"s4: sequence length {length} exceeds l_max={kernel_length}; set l_max >= {length}")
-            kernel = dplr_kernel(*full, dt, kernel_length)[:, :length]
-            return (fft_conv(u, kernel) + d * u).astype(out_dtype)
-        if self.l_max is None:
+            if resets is None:
+                kernel = dplr_kernel(*full, dt, kernel_length)[:, :length]
+                return (fft_conv(u, kernel) + d * u).astype(out_dtype)
+        elif self.l_max is None:
             raise UserError("s4 step mode needs l_max (the kernel length it was trained with): set l_max")
-        a_bar, b_bar, c = jax.vmap(dplr_dense, in_axes=(0, 0, 0, 0, 0, None))(*full, dt, self.l_max)
+        else:
+            kernel_length = self.l_max
+        a_bar, b_bar, c = jax.vmap(dplr_dense, in_axes=(0, 0, 0, 0, 0, None))(*full, dt, kernel_length)
 
-        def token(h: Array, u_t: Array) -> tuple[Array, Array]:  # h_t = Abar h_{t-1} + Bbar u_t, y_t = Re(C h_t) + D u_t
-            h = jnp.einsum("hnm,bhm->bhn", a_bar, h) + b_bar * u_t[..., None]
+        # h_t = Abar h_{t-1} + Bbar u_t (h_{t-1} := 0 at a reset),  y_t = Re(C h_t) + D u_t
+        def token(h: Array, inputs: tuple[Array, Array | None]) -> tuple[Array, Array]:
+            u_t, r_t = inputs
+            h = jnp.einsum("hnm,bhm->bhn", a_bar, restart_where(r_t, jnp.zeros_like(h), h)) + b_bar * u_t[..., None]
             return h, jnp.einsum("hn,bhn->bh", c, h).real + d * u_t
 
-        new_state, y = jax.lax.scan(token, state.astype(a_bar.dtype), jnp.swapaxes(u, 0, 1))
-        return new_state.astype(state.dtype), jnp.swapaxes(y, 0, 1).astype(out_dtype)
+        h0 = jnp.zeros((u.shape[0], *b_bar.shape), a_bar.dtype) if state is None else state.astype(a_bar.dtype)
+        new_state, y = jax.lax.scan(token, h0, (jnp.swapaxes(u, 0, 1), None if resets is None else resets.T))
+        y = jnp.swapaxes(y, 0, 1).astype(out_dtype)
+        return y if state is None else (new_state.astype(state.dtype), y)
 
     def initial_state(self, batch_size: int) -> Array:
         complex_dtype = jnp.result_type(_real_dtype(self), jnp.complex64)
@@ -186,8 +204,8 @@ class S4(SSMLayer):
         state, y = self(u_t[:, None], state)
         return state, y[:, 0]
 
-    def chunk(self, state: Array, u: Array) -> tuple[Array, Array]:
-        return self(u, state)
+    def chunk(self, state: Array, u: Array, resets: Array | None = None) -> tuple[Array, Array]:
+        return self(u, state, resets)
 
 
 class SSMBlock(nn.Module):
@@ -201,8 +219,8 @@ class SSMBlock(nn.Module):
     def setup(self) -> None:
         self.out = nn.Dense(self.features, dtype=self.dtype or self.param_dtype, param_dtype=self.param_dtype)
 
-    def __call__(self, u: Array) -> Array:
-        return self.out(nn.gelu(self.ssm(u)))
+    def __call__(self, u: Array, resets: Array | None = None) -> Array:
+        return self.out(nn.gelu(self.ssm(u, resets=resets)))
 
     def initial_state(self, batch_size: int) -> Array:
         return self.ssm.initial_state(batch_size)
@@ -211,8 +229,8 @@ class SSMBlock(nn.Module):
         state, y = self.ssm.step(state, u_t)
         return state, self.out(nn.gelu(y))
 
-    def chunk(self, state: Array, u: Array) -> tuple[Array, Array]:
-        state, y = self.ssm.chunk(state, u)
+    def chunk(self, state: Array, u: Array, resets: Array | None = None) -> tuple[Array, Array]:
+        state, y = self.ssm.chunk(state, u, resets)
         return state, self.out(nn.gelu(y))
 
 

@@ -58,6 +58,19 @@ def segment_starts(resets: Array) -> Array:
     return jax.lax.cummax(jnp.where(resets, jnp.arange(steps, dtype=jnp.int32), -1), axis=1)
 
 
+# same[b, t, s] = (sum_{u <= t} resets[b, u] = sum_{u <= s} resets[b, u])
+def same_sequence(resets: Array) -> Array:
+    """``[batch, T, T]`` booleans: positions ``t`` and ``s`` lie in the same packed sequence.
+
+    >>> same_sequence(jnp.array([[True, False, True]]))[0].astype(int)
+    Array([[1, 1, 0],
+           [1, 1, 0],
+           [0, 0, 1]], dtype=int32)
+    """
+    ids = jnp.cumsum(jnp.asarray(resets, jnp.int32), axis=1)
+    return ids[:, :, None] == ids[:, None, :]
+
+
 def attention_mask(q_pos: Array, k_pos: Array, lengths: Array | None, causal: bool) -> Array:
     """``[B, T_q, T_k]`` booleans: key visible to query (``k <= q`` if causal; ``k < length``)."""
     mask = jnp.ones((q_pos.shape[0], q_pos.shape[1], k_pos.shape[-1]), bool)

@@ -65,9 +65,9 @@ class TemporalBlock(nn.Module):
     def _residual(self, x: Array) -> Array:
         return x.astype(self.dtype or self.param_dtype) if x.shape[-1] == self.features else self.project(x)
 
-    def __call__(self, x: Array, *, deterministic: bool = True) -> Array:
-        h = self.drop(nn.relu(self.conv1(x)), deterministic=deterministic)
-        h = self.drop(nn.relu(self.conv2(h)), deterministic=deterministic)
+    def __call__(self, x: Array, *, deterministic: bool = True, resets: Array | None = None) -> Array:
+        h = self.drop(nn.relu(self.conv1(x, resets=resets)), deterministic=deterministic)
+        h = self.drop(nn.relu(self.conv2(h, resets=resets)), deterministic=deterministic)
         return nn.relu(h + self._residual(x))
 
     def initial_state(self, batch_size: int, c_in: int) -> tuple[Array, Array]:
@@ -79,10 +79,12 @@ class TemporalBlock(nn.Module):
         buf2, h = self.conv2.step(state[1], nn.relu(h))
         return (buf1, buf2), nn.relu(nn.relu(h) + self._residual(x_t[:, None, :])[:, 0])
 
-    def chunk(self, state: tuple[Array, Array], x: Array) -> tuple[tuple[Array, Array], Array]:
+    def chunk(
+        self, state: tuple[Array, Array], x: Array, resets: Array | None = None
+    ) -> tuple[tuple[Array, Array], Array]:
         """A chunk (dropout off) after the buffered inputs: ``x [batch, T, c_in] -> y [batch, T, features]``."""
-        buf1, h = self.conv1.chunk(state[0], x)
-        buf2, h = self.conv2.chunk(state[1], nn.relu(h))
+        buf1, h = self.conv1.chunk(state[0], x, resets)
+        buf2, h = self.conv2.chunk(state[1], nn.relu(h), resets)
         return (buf1, buf2), nn.relu(nn.relu(h) + self._residual(x))
 
 
@@ -113,10 +115,13 @@ class TCN(nn.Module):
     def receptive_field(self) -> int:
         return receptive_field(self.kernel_size, len(self.channels))
 
-    def __call__(self, x: Array, lengths: Array | None = None, *, deterministic: bool = True) -> Array:
-        """Causal, so padding after ``lengths`` never reaches a valid step; ``lengths`` is accepted and unused."""
+    def __call__(
+        self, x: Array, lengths: Array | None = None, *, deterministic: bool = True, resets: Array | None = None
+    ) -> Array:
+        """Causal, so padding after ``lengths`` never reaches a valid step; ``lengths`` is accepted and unused.
+        ``resets [batch, time]`` start packed sequences: every conv's taps stop at the start of their sequence."""
         for block in self.blocks:
-            x = block(x, deterministic=deterministic)
+            x = block(x, deterministic=deterministic, resets=resets)
         return x
 
     def initial_state(self, batch_size: int) -> list[Any]:
@@ -127,14 +132,14 @@ class TCN(nn.Module):
     def step(self, state: list[Any], x_t: Array) -> tuple[list[Any], Array]:
         return self._thread(state, x_t, "step")
 
-    def chunk(self, state: list[Any], x: Array) -> tuple[list[Any], Array]:
-        return self._thread(state, x, "chunk")
+    def chunk(self, state: list[Any], x: Array, resets: Array | None = None) -> tuple[list[Any], Array]:
+        return self._thread(state, x, "chunk", resets=resets)
 
-    def _thread(self, state: list[Any], x: Array, form: str) -> tuple[list[Any], Array]:
-        """Each level's ``form`` (``"step"`` or ``"chunk"``) in turn."""
+    def _thread(self, state: list[Any], x: Array, form: str, **resets: Any) -> tuple[list[Any], Array]:
+        """Each level's ``form`` (``"step"`` or ``"chunk"``, with ``resets``) in turn."""
         new_state = []
         for block, s in zip(self.blocks, state):
-            s, x = getattr(block, form)(s, x)
+            s, x = getattr(block, form)(s, x, **resets)
             new_state.append(s)
         return new_state, x
 

@@ -10,7 +10,8 @@
     MHA(u)  = concat_h softmax(q_h k_h^T / sqrt(d_h) + M) v_h  W_o,   q, k, v = u W_q, u W_k, u W_v
 
 with ``M_ts = 0`` where key ``s`` is visible to query ``t`` (``s <= t`` when causal, ``s <
-length`` always) and ``-inf`` elsewhere.  Positions are either added to the input,
+length`` always, and ``s`` in ``t``'s packed sequence given ``resets``: a block-diagonal mask, positions
+counted from each sequence's first token) and ``-inf`` elsewhere.  Positions are either added to the input,
 ``PE(t, 2i) = sin(t / 10000^{2i/d})``, ``PE(t, 2i+1) = cos(t / 10000^{2i/d})``, or *rotary*
 (Su et al. 2021): each pair ``(q_{2i}, q_{2i+1})`` of every head (and of ``k``) is rotated by the
 angle ``t * 10000^{-2i/d_h}``, so ``q_t . k_s`` depends on ``t - s`` only.
@@ -40,7 +41,7 @@ from seqjax.errors import COUNT, DROPOUT, StreamingError, UserError, check_choic
 from seqjax.models.precision import check_precision, dtypes
 from seqjax.models.registry import register_backbone
 from seqjax.ops.attention import rotary, sinusoidal
-from seqjax.ops.masking import attention_mask
+from seqjax.ops.masking import attention_mask, same_sequence, segment_starts
 from seqjax.typing import Array
 
 POSITIONS = ("sinusoidal", "rotary")
@@ -156,11 +157,16 @@ class Transformer(nn.Module):
         x = self.in_proj(x)
         return x + sinusoidal(positions, self.d_model).astype(x.dtype) if self.positions == "sinusoidal" else x
 
-    def __call__(self, x: Array, lengths: Array | None = None, *, deterministic: bool = True) -> Array:
-        """``[batch, time, d_in] -> [batch, time, d_model]``."""
+    def __call__(
+        self, x: Array, lengths: Array | None = None, *, deterministic: bool = True, resets: Array | None = None
+    ) -> Array:
+        """``[batch, time, d_in] -> [batch, time, d_model]``; ``resets [batch, time]`` start packed sequences."""
         B, T, _ = x.shape
         positions = jnp.broadcast_to(jnp.arange(T), (B, T))
         mask = attention_mask(positions, positions, lengths, self.causal)
+        if resets is not None:
+            mask = mask & same_sequence(resets)
+            positions = positions - jnp.maximum(segment_starts(resets), 0)
         x = self.drop(self._embed(x, positions), deterministic=deterministic)
         for block in self.blocks:
             x = block(x, positions, mask, deterministic)

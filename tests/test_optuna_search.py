@@ -53,9 +53,11 @@ def _states(study):
     ({"n_trials": 0}, [], "search.n_trials=0 is out of range"),
     ({"space": {"optim.lr": {"normal": [0, 1]}}}, [], "unknown random.optim.lr distribution 'normal'"),
     ({"pruner_args": {"n_startup": 1}}, [], "search.pruner_args .* for median"),
+    ({"sampler_args": {"n_startup": 1}}, [], "search.sampler_args .* for tpe"),
     ({}, ["--storage", "nosuchdb://x"], "--storage 'nosuchdb://x' cannot be opened"),
     ({}, ["--storage", "journal:"], "--storage 'journal:': journal: needs a file path"),
-], ids=["sampler", "pruner", "objective", "direction", "n_trials", "space", "pruner_args", "rdb url", "journal"])
+], ids=["sampler", "pruner", "objective", "direction", "n_trials", "space", "pruner_args", "sampler_args",
+        "rdb url", "journal"])
 def test_bad_search_sections_exit_2_in_one_line(tmp_path, capsys, search, cli, match):
     import re
 

@@ -1,4 +1,5 @@
-"""Every shipped experiment config trains with gradients, evaluates and resumes, at a tiny size.
+"""Every shipped experiment config trains with gradients, evaluates and resumes, at a tiny size; every
+shipped sweep file validates every trial (a dry run).
 
 The configs are discovered by globbing ``configs/experiments/*.yaml``, so a new config is covered the
 moment it is added.  Each is shrunk by overrides derived from its own resolved config (widths, depths,
@@ -88,3 +89,14 @@ def test_shipped_config_trains_evaluates_and_resumes(path, tmp_path, monkeypatch
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if r["split"] == "train"] == [1, 2, 3, 4, 5, 6]
     assert json.loads((run_dir / "summary.json").read_text())["steps"] == 6
+
+
+SWEEPS = sorted((ROOT / "configs" / "sweeps").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SWEEPS, ids=[p.stem for p in SWEEPS])
+def test_shipped_sweep_validates_every_trial(path, tmp_path, capsys):
+    """Every shipped sweep file composes and checks each of its trials (or its search) without training."""
+    assert cli.main(["sweep", str(path), "--dry-run", "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "error" not in out.lower() and out.strip()

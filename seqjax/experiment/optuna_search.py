@@ -11,6 +11,7 @@
       objective: val.mse                       # val.<metric>, one of the validation metrics
       direction: minimize                      # or maximize
       sampler: tpe                             # tpe | random | cmaes | grid (grid: every axis a `choice`)
+      sampler_args: {n_startup_trials: 4}      # keyword arguments of the Optuna sampler (seed: random_seed)
       pruner: median                           # median | successive_halving | hyperband | none
       pruner_args: {n_startup_trials: 2}       # keyword arguments of the Optuna pruner
       storage: journal:/shared/study.log       # optional, as --storage takes it (which wins); default <out>/optuna.db
@@ -65,6 +66,7 @@ class SearchSpec:
     objective: str = "val.loss"
     direction: str = "minimize"
     sampler: str = "tpe"
+    sampler_args: dict[str, Any] = dataclasses.field(default_factory=dict)
     pruner: str = "median"
     pruner_args: dict[str, Any] = dataclasses.field(default_factory=dict)
     storage: Optional[str] = None  # recorded in the sweep folder's sweep.yaml; None: <out>/optuna.db
@@ -108,13 +110,18 @@ def parse_search(where: str, section: dict[str, Any]) -> SearchSpec:
     return spec
 
 
-def make_sampler(spec: SearchSpec, seed: int) -> Any:
+def make_sampler(spec: SearchSpec, seed: int, where: str = "search") -> Any:
+    """The Optuna sampler with ``sampler_args`` and ``seed``; one line when Optuna rejects them."""
     import optuna
 
-    if spec.sampler == "grid":
-        return optuna.samplers.GridSampler({k: d["choice"] for k, d in spec.space.items()}, seed=seed)
-    return {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler,
-            "cmaes": optuna.samplers.CmaEsSampler}[spec.sampler](seed=seed)
+    try:
+        if spec.sampler == "grid":
+            return optuna.samplers.GridSampler({k: d["choice"] for k, d in spec.space.items()}, seed=seed,
+                                               **spec.sampler_args)
+        return {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler,
+                "cmaes": optuna.samplers.CmaEsSampler}[spec.sampler](seed=seed, **spec.sampler_args)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"{where}: search.sampler_args {dict(spec.sampler_args)!r} for {spec.sampler}: {e}") from None
 
 
 def make_pruner(spec: SearchSpec, where: str) -> Any:
@@ -198,7 +205,7 @@ def load_search(path: str | Path, overrides: list[str] | tuple[str, ...] = (), o
     except UserError as e:
         raise UserError(f"{where}: a search trial: {e}") from None
     open_storage(search.storage)
-    make_sampler(spec, sweep.random_seed)
+    make_sampler(spec, sweep.random_seed, where)
     make_pruner(spec, where)
     return search
 

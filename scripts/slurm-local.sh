@@ -8,7 +8,8 @@
 #
 # Runs as root (apt-get, /etc/slurm), without systemd: the daemons are started directly.  The node is
 # this machine (`slurmd -C`: its CPUs and memory) in one partition, `debug`, with no time limit; no
-# cgroups (a container may not have them) and no accounting database.  `start` is idempotent.
+# cgroups (a container may not have them) and no accounting database; a requeued job may start again
+# after 10 s (AuthInfo=cred_expire, default 120 s).  `start` is idempotent.
 set -euo pipefail
 
 CONF=/etc/slurm/slurm.conf
@@ -40,6 +41,8 @@ SlurmctldHost=${host}(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
+# a requeued job (submitit requeues a preempted or timed-out task) waits this long before it may start again
+AuthInfo=cred_expire=10
 MpiDefault=none
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none

@@ -157,6 +157,27 @@ def test_cancelled_trial_resumes_from_its_checkpoint_bit_exact(tmp_path):
 
 
 @needs_cluster
+def test_preempted_job_is_requeued_by_submitit_and_resumes(tmp_path):
+    """SIGUSR2 is what SLURM sends a job before it preempts it or its time runs out (submitit's --signal):
+    submitit checkpoints the task, requeues it, and the trial resumes from its checkpoint."""
+    path = _sweep_file(tmp_path, {"optim.lr": [3.0e-3]}, LONG)
+    trial, = expand(*load_sweep(path))
+    submit = _seqjax("sweep", str(path), *ARRAY, "--no-wait")
+    assert submit.returncode == 0, submit.stderr
+    job = read_jobs(tmp_path / "out")[trial.name]
+    deadline = time.time() + 240
+    while not _committed_steps(trial.run_dir) and time.time() < deadline:
+        time.sleep(0.05)
+    subprocess.run(["scancel", "--signal=USR2", job], check=True)
+    _wait_gone(job, timeout_s=300)
+    logs = "".join(p.read_text() for p in (tmp_path / "out" / "slurm").glob("*_log.err"))
+    assert f"Requeued job {job}" in logs
+    summary = json.loads((trial.run_dir / "summary.json").read_text())
+    assert summary["steps"] == LONG_STEPS and summary["resumed_from"] > 0
+    assert read_jobs(tmp_path / "out")[trial.name] == job  # the same job, requeued: nothing to resubmit
+
+
+@needs_cluster
 def test_rerun_refuses_while_a_pending_trials_job_is_queued(tmp_path):
     path = _sweep_file(tmp_path, {"optim.lr": [3.0e-3]}, LONG)
     trial, = expand(*load_sweep(path))
@@ -223,7 +244,8 @@ def test_status_of_a_sweep_run_here(tmp_path):
 
 
 @needs_cluster
-def test_an_option_sbatch_refuses_is_one_line(tmp_path, capsys):
+def test_an_option_sbatch_refuses_is_one_line(tmp_path):
     path = _sweep_file(tmp_path, {"optim.lr": [0.01]}, TINY)
-    err = _one_line_error(capsys, ["sweep", str(path), "--launcher", "slurm", "--slurm.partition", "nosuch"])
-    assert "sbatch refused the array: invalid partition specified: nosuch" in err
+    proc = _seqjax("sweep", str(path), "--launcher", "slurm", "--slurm.partition", "nosuch")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("error: sbatch refused the array: invalid partition specified: nosuch")

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from seqjax.errors import UserError
+from seqjax.experiment.config import load_config
 from seqjax.experiment.optuna_search import load_search, optimize, prepare_search, retry_dead_trials
 from seqjax.experiment.slurm_jobs import SLURM_DIR, queue_states, read_jobs, record_jobs
 from seqjax.experiment.sweep import Trial, Workers, check_not_running, plan_sweep, run_group, run_trial
@@ -71,15 +72,24 @@ class Requeueable:
 
 @dataclasses.dataclass(frozen=True)
 class TrialsTask(Requeueable):
-    """One array task of a grid: a trial alone (its ``seqjax train`` process) or a vmapped group."""
+    """One array task of a grid: a trial alone (its ``seqjax train`` process) or a vmapped group.
+
+    Its trials run with ``train.restart=true``: one preempted before its first checkpoint was written
+    starts over instead of refusing (a trial with a readable checkpoint resumes from it regardless)."""
 
     trials: tuple[Trial, ...]
-    cfgs: tuple[Any, ...] = ()  # a vmapped group's composed configs; empty for a trial alone
+    vmapped: bool
+
+    @classmethod
+    def of(cls, trials: list[Trial], vmapped: bool) -> "TrialsTask":
+        restart = [dataclasses.replace(t, overrides=(*t.overrides, "train.restart=true")) for t in trials]
+        return cls(tuple(restart), vmapped)
 
     def __call__(self) -> list[str]:
         """Train; the names of the trials that failed."""
-        if self.cfgs:
-            return [t.name for t in run_group(list(self.trials), list(self.cfgs), quiet=False)]
+        if self.vmapped:
+            cfgs = [load_config(t.experiment, [*t.overrides, "train.progress=false"]) for t in self.trials]
+            return [t.name for t in run_group(list(self.trials), cfgs, quiet=False)]
         trial, = self.trials
         return [trial.name] if run_trial(trial, False, Workers()) != 0 else []
 
@@ -167,9 +177,8 @@ def submit_sweep(path: str | Path, options: SlurmOptions, *, overrides: list[str
               flush=True)
         _check_not_queued(path, root, [t.name for t in plan.pending])
         check_not_running(path, plan.pending)
-        units = [TrialsTask(tuple(trials[i] for i in todo), tuple(plan.cfgs[i] for i in todo))
-                 for todo in plan.pending_groups()]
-        units += [TrialsTask((trials[i],)) for i in plan.pending_alone()]
+        units = [TrialsTask.of([trials[i] for i in todo], vmapped=True) for todo in plan.pending_groups()]
+        units += [TrialsTask.of([trials[i]], vmapped=False) for i in plan.pending_alone()]
         ids = _submit(submitit, root, name, options, units) if units else []
         jobs = {t.name: job for unit, job in zip(units, ids) for t in unit.trials}
     record_jobs(root, jobs)

@@ -8,7 +8,9 @@ per-step tasks, ``"mask"`` (``[B, T]`` float loss weights).  The model's head is
 * ``"classify_steps"``: logits ``[B, T, output_dim]`` at every step; loss = masked mean cross-entropy.
 
 ``metrics(outputs, batch)`` returns a dict that includes ``"loss"``; ``baseline`` holds the same
-metrics for the best memoryless predictor, to be reported beside the model's.
+metrics for the best memoryless predictor, to be reported beside the model's.  A synthetic task draws
+every split from a key; a file-backed one (:mod:`seqjax.tasks.arrays`) also has ``fixed_set(split, n)``,
+its held-out ``"val"`` / ``"test"`` examples.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class Task(NamedTuple):
     baseline: dict[str, float]
     metrics: Callable[[Array, Batch], dict[str, Array]]
     requires_causal_model: bool = False  # a target also appears among the *later* inputs: only a causal model is fair
+    fixed_set: Callable[[str, int], Batch] | None = None  # file-backed: (split, n) -> held-out examples
 
 
 class TaskSpec(NamedTuple):
@@ -52,6 +55,18 @@ def regression_metrics(preds: Array, batch: Batch) -> dict[str, Array]:
     squared = jnp.square(_at_least_float32(preds) - batch["targets"])
     mse = jnp.mean(squared)
     return {"loss": mse, "mse": mse, "solved": jnp.mean(squared.sum(-1) < 0.04)}
+
+
+def classification_metrics(logits: Array, batch: Batch) -> dict[str, Array]:
+    """``ce = mean_b CE(logits_b, y_b)`` over logits ``[B, C]``; ``accuracy`` = fraction with ``argmax = y``.
+
+    >>> batch = {"targets": jnp.array([0, 1])}
+    >>> {k: round(float(v), 4) for k, v in classification_metrics(jnp.array([[2.0, 0.0], [2.0, 0.0]]), batch).items()}
+    {'loss': 1.1269, 'ce': 1.1269, 'accuracy': 0.5}
+    """
+    ce = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(_at_least_float32(logits), batch["targets"]))
+    accuracy = jnp.mean((jnp.argmax(logits, -1) == batch["targets"]).astype(jnp.float32))
+    return {"loss": ce, "ce": ce, "accuracy": accuracy}
 
 
 def step_classification_metrics(logits: Array, batch: Batch) -> dict[str, Array]:

@@ -4,7 +4,9 @@ from seqjax.tasks import (  # noqa: F401
     adding,
     associative_recall,
     copy_memory,
+    digits,
     induction,
+    mnist,
     selective_copy,
     seq2seq,  # noqa: F401  reverse, sort, addition, translate
 )

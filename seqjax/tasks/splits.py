@@ -3,7 +3,8 @@
 Each split draws from its own key, ``split_key(seed, split) = fold_in(key(seed), SPLIT_IDS[split])``:
 
 * training batch of step ``s``: ``task.sample(fold_in(split_key(seed, "train"), s), batch_size)``;
-* fixed sets: ``task.sample(split_key(seed, "val"|"test"), num_examples)``, the same on every call.
+* fixed sets: ``task.sample(split_key(seed, "val"|"test"), num_examples)``, the same on every call;
+  a file-backed task's ``"val"`` / ``"test"`` sets are its own held-out examples, ``task.fixed_set(split, n)``.
 """
 
 from __future__ import annotations
@@ -29,4 +30,6 @@ def train_batch(task: Task, seed: int, step: int | jax.Array, batch_size: int) -
 
 def fixed_split(task: Task, seed: int, split: str, num_examples: int) -> Batch:
     """A fixed set of ``num_examples`` examples for ``split`` ("train", "val" or "test")."""
+    if task.fixed_set is not None and split != "train":
+        return task.fixed_set(split, num_examples)
     return task.sample(split_key(seed, split), num_examples)

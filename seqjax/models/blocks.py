@@ -24,6 +24,7 @@ from flax import traverse_util
 
 from seqjax.errors import check_choice
 from seqjax.ops.conv import causal_conv, causal_conv_step
+from seqjax.ops.masking import segment_starts
 from seqjax.typing import Array
 
 
@@ -77,7 +78,8 @@ class CausalConv(nn.Module):
     def chunk(self, buffer: Array, x: Array, resets: Array | None = None) -> tuple[Array, Array]:
         """A chunk ``x [batch, T, c_in]`` after the buffered inputs: the parallel form over ``[buffer, x]``, whose
         first ``(k-1) d`` outputs (those of the buffered inputs) are dropped; the new buffer is the last ``(k-1) d``
-        inputs. A reset in the chunk (``resets [batch, T]``) cuts the taps into the buffer too.
+        inputs. A reset in the chunk (``resets [batch, T]``) cuts the taps into the buffer too, and the new buffer
+        keeps only the last sequence's inputs (zeros before it), so no later chunk's taps reach across that reset.
 
         >>> import jax
         >>> conv = CausalConv(features=2, kernel_size=3, dilation=2)
@@ -91,9 +93,13 @@ class CausalConv(nn.Module):
         """
         held = buffer.shape[1]
         window = jnp.concatenate([buffer.astype(x.dtype), x], axis=1)
-        if resets is not None:
-            resets = jnp.concatenate([jnp.zeros((resets.shape[0], held), bool), resets], axis=1)
-        return window[:, window.shape[1] - held:].astype(buffer.dtype), self(window, resets=resets)[:, held:]
+        kept = window[:, window.shape[1] - held:]
+        if resets is not None:  # no reset among the buffered positions
+            resets = jnp.concatenate([jnp.zeros((resets.shape[0], held), bool), jnp.asarray(resets, bool)], axis=1)
+            # a buffered input before the window's last reset is another sequence's: zero, a dropped tap
+            last_start = segment_starts(resets)[:, -1:]
+            kept = jnp.where((jnp.arange(window.shape[1] - held, window.shape[1]) >= last_start)[..., None], kept, 0)
+        return kept.astype(buffer.dtype), self(window, resets=resets)[:, held:]
 
 
 class FeedForward(nn.Module):

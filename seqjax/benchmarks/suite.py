@@ -7,7 +7,9 @@ CPU seconds, the tokens per second ``B T / t``, the throughput ratio
 seqjax/peer ``t_peer / t_seqjax`` (wall and CPU) and the peak memory where known.  A ``gemm`` row compares
 the seqjax forward pass with the GEMM chain of :mod:`.gemm`.
 Other backbones (``tcn``, ``s4d``, ``mamba``) are timed through the backbone
-registry; Mamba also compares its scan modes at long length.
+registry; Mamba also compares its scan modes at long length.  The linear-recurrence
+families (``lru``, ``hawk``, ``mingru``, ``minlstm``, ``s5``, ``mamba2``) are timed at
+their selective-copying study configs, each beside one alternative (:mod:`.linear_recurrences`).
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Iterable
 
-from seqjax.benchmarks import backbones, gemm, peers
+from seqjax.benchmarks import backbones, gemm, linear_recurrences, peers
 from seqjax.benchmarks.programs import Program, Shape, inputs, seqjax_recurrent
 from seqjax.benchmarks.timing import time_interleaved
 
 RECURRENT = ("rnn", "lstm", "gru")
-MODELS = (*RECURRENT, *backbones.BACKBONE_MODELS)
+MODELS = (*RECURRENT, *backbones.BACKBONE_MODELS, *linear_recurrences.FAMILIES)
 SHAPES = (Shape(32, 256, 64, 256), Shape(8, 1024, 64, 128), Shape(128, 128, 128, 512))
 QUICK_SHAPES = (Shape(4, 16, 8, 16),)
 PASSES = ("train_step", "forward")
@@ -93,6 +95,8 @@ def run_suite(
         if model in RECURRENT:
             for shape in QUICK_SHAPES if quick else SHAPES:
                 rows += recurrent_rows(model, shape, device=device, repeats=repeats, torch=torch)
+        elif model in linear_recurrences.FAMILIES:
+            rows += linear_recurrences.family_rows(model, quick=quick, repeats=repeats, compare=compare)
         else:
             rows += backbones.backbone_rows(model, quick=quick, repeats=repeats, compare=compare)
     return rows
@@ -100,12 +104,12 @@ def run_suite(
 
 def format_table(rows: list[Row]) -> str:
     """A fixed-width text table of ``rows``."""
-    header = (f"{'model':6} {'shape':26} {'measure':10} {'framework':16} {'wall ms':>9} {'cpu ms':>9} "
+    header = (f"{'model':7} {'shape':26} {'measure':10} {'framework':16} {'wall ms':>9} {'cpu ms':>9} "
               f"{'tokens/s':>10} {'ratio':>6} {'cpu rat':>7} {'peak MB':>8}  note")
     lines = [header, "-" * len(header)]
     for r in rows:
         peak = "-" if r.peak_mb is None else f"{r.peak_mb:.1f}"
-        lines.append(f"{r.model:6} {r.shape:26} {r.measure:10} {r.framework:16} {r.seconds * 1e3:9.2f} "
+        lines.append(f"{r.model:7} {r.shape:26} {r.measure:10} {r.framework:16} {r.seconds * 1e3:9.2f} "
                      f"{r.cpu_seconds * 1e3:9.2f} {r.tokens_per_s:10.0f} {r.ratio:6.2f} {r.cpu_ratio:7.2f} "
                      f"{peak:>8}  {r.note}")
     return "\n".join(lines)

@@ -1,4 +1,8 @@
-"""``seqjax bench [rnn|lstm|gru|tcn|s4d|mamba|all] [--device cpu|gpu] [--json] [--quick]``."""
+"""``seqjax bench [MODEL|all] [--device cpu|gpu] [--json] [--quick]``.
+
+MODEL: ``rnn``, ``lstm``, ``gru``, ``tcn``, ``s4d``, ``mamba``, ``lru``, ``hawk``, ``mingru``, ``minlstm``, ``s5``,
+``mamba2``.
+"""
 
 from __future__ import annotations
 

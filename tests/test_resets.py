@@ -145,10 +145,12 @@ def test_packed_backbone_equals_each_sequence_alone(name):
         check_packed_equals_alone(run, params, x, w, RESETS, np.full(B, T))
 
 
-def test_chunk_form_with_resets_equals_the_parallel_form():
-    """Streaming a packed row in two chunks (a reset in each) from the carried state = the parallel form."""
+@pytest.mark.parametrize("name", ["mamba2", "hawk", "rnn"])
+def test_chunk_form_with_resets_equals_the_parallel_form(name):
+    """Streaming packed rows in two chunks (a reset in each) from the carried state = the parallel form: the conv
+    buffer, Hawk's fresh flag and the learned initial carry of the RNN across a chunk boundary."""
     with jax.enable_x64(True):
-        model = build_backbone("mamba2", get_backbone("mamba2").options(**TINY["mamba2"], param_dtype="float64"))
+        model = build_backbone(name, get_backbone(name).options(**TINY[name], param_dtype="float64"))
         x = _draw((B, T, F), 0)
         params = _random_params(model, x)
 

@@ -27,7 +27,8 @@ CONFIGS = sorted((ROOT / "configs" / "experiments").glob("*.yaml"))
 # search have their own tests).
 TINY_MODEL = {"hidden_size": 8, "d_model": 8, "embed_size": 8, "embed_dim": 8, "encoder_hidden_size": 8,
               "decoder_hidden_size": 8, "attention_size": 8, "channels": 8, "state_size": 4, "d_state": 4,
-              "num_layers": 1, "n_layers": 1, "encoder_layers": 1, "levels": 1, "beam_width": 1}
+              "num_layers": 1, "n_layers": 1, "encoder_layers": 1, "levels": 1, "beam_width": 1,
+              "blocks": 1}  # S5's HiPPO-N blocks: state_size must hold a conjugate pair per block
 TINY_TASK = {"seq_len": 24, "max_len": 6, "min_len": 3, "max_digits": 2, "max_clauses": 1}
 TINY_TRAIN = ["train.steps=4", "train.batch_size=4", "train.eval_every=2", "train.checkpoint_every=2",
               "train.log_every=1", "train.eval_examples=8", "train.test_examples=8", "train.eval_batch_size=8",

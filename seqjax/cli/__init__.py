@@ -1,4 +1,4 @@
-"""The ``seqjax`` command line: ``seqjax train | eval | sweep | bench | report | stream | export``.
+"""The ``seqjax`` command line: ``seqjax train | eval | sweep | bench | report | stream | export | params``.
 
 Each subcommand lives in its own module exposing ``register(subparsers)``, which
 adds its parser and sets ``func(args) -> int``; list the module in ``COMMANDS``.
@@ -18,7 +18,7 @@ from seqjax import __version__
 from seqjax.errors import UserError
 from seqjax.experiment.runtime import keep_freed_memory
 
-COMMANDS: list[str] = [f"seqjax.cli.{name}" for name in ("train", "eval", "sweep", "report", "bench", "stream", "export")]  # modules with register(subparsers)
+COMMANDS: list[str] = [f"seqjax.cli.{name}" for name in ("train", "eval", "sweep", "report", "bench", "stream", "export", "params")]  # modules with register(subparsers)
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -109,19 +109,25 @@ def test_killed_search_reruns_to_n_trials_then_reports_a_best_yaml_that_trains(t
 
 
 def test_median_pruner_prunes_a_bad_trial_in_a_journal_storage(tmp_path):
-    """The huge learning rate's first validation value is worse than the good trial's: pruned at step 2."""
+    """The huge learning rate's first validation value is worse than the good trial's: pruned at step 2.
+    Both points proposed again are not trained again: the first takes the good trial's value, the second
+    is pruned as its twin was, and neither has a run directory."""
     journal = tmp_path / "shared" / "study.log"
-    path = _search_file(tmp_path, space={"optim.lr": {"choice": [1.0e-2, 30.0]}}, sampler="grid",
+    path = _search_file(tmp_path, space={"optim.lr": {"choice": [1.0e-2, 30.0]}}, sampler="grid", n_trials=4,
                         pruner_args={"n_startup_trials": 1})
     search = load_search(path, storage=f"journal:{journal}")
     study = search.load_study(seed=0)
-    study.enqueue_trial({"optim.lr": 1.0e-2})
-    study.enqueue_trial({"optim.lr": 30.0})
+    for lr in (1.0e-2, 30.0, 1.0e-2, 30.0):
+        study.enqueue_trial({"optim.lr": lr})
     run_search(path, quiet=True, storage=f"journal:{journal}")
     study = _study(f"journal:{journal}")
-    good, bad = study.get_trials(deepcopy=False)
+    good, bad, good_again, bad_again = study.get_trials(deepcopy=False)
     assert (good.state, good.params, bad.state, bad.params) == (
         TrialState.COMPLETE, {"optim.lr": 1.0e-2}, TrialState.PRUNED, {"optim.lr": 30.0})
+    assert (good_again.state, good_again.value, good_again.user_attrs["same_as"]) == (TrialState.COMPLETE,
+                                                                                      good.value, 0)
+    assert (bad_again.state, bad_again.user_attrs["same_as"]) == (TrialState.PRUNED, 1)
+    assert sorted(p.name for p in (tmp_path / "out").glob("trial-*")) == ["trial-0000", "trial-0001"]
     pruned = json.loads((Path(bad.user_attrs["run_dir"]) / PRUNED).read_text())
     assert pruned["pruned_at_step"] == 2 and pruned["val.mse"] > good.value
     assert not (Path(bad.user_attrs["run_dir"]) / "summary.json").exists()

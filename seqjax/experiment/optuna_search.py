@@ -217,9 +217,17 @@ def _objective(search: Search, quiet: bool) -> Callable[[Any], float]:
     pick = min if spec.direction == "minimize" else max
 
     def objective(trial: Any) -> float:
+        pairs = suggest(trial, spec.space)
+        twin = same_point(trial)
+        if twin is not None:  # training is a function of the config and seed: this point's result is known
+            trial.set_user_attr("same_as", twin.number)
+            trial.set_user_attr("run_dir", twin.user_attrs["run_dir"])
+            _say(quiet, f"[same] trial {trial.number} = trial {twin.number} ({twin.state.name.lower()})")
+            if twin.state == optuna.trial.TrialState.PRUNED:
+                raise optuna.TrialPruned(f"the same point as trial {twin.number}, which was pruned")
+            return twin.value
         run_dir = Path(trial.user_attrs.get("run_dir") or search.out / f"trial-{trial.number:04d}")
         trial.set_user_attr("run_dir", str(run_dir))
-        pairs = suggest(trial, spec.space)
         cfg = load_config(search.experiment, search.trial_overrides(pairs, run_dir))
 
         def on_eval(step: int, val: dict[str, float]) -> None:
@@ -254,6 +262,18 @@ def _objective(search: Search, quiet: bool) -> Callable[[Any], float]:
         return value
 
     return objective
+
+
+def same_point(trial: Any) -> Any:
+    """The first finished (complete or pruned) trial of the study with exactly ``trial``'s parameters, or None.
+
+    A trial's training is a pure function of its config and seed, so a point that has been trained once
+    needs no second run: samplers over ``choice`` axes (TPE among them) do propose a point again.
+    """
+    from optuna.trial import TrialState
+
+    finished = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    return next((t for t in finished if t.params == trial.params and t.number != trial.number), None)
 
 
 def _say(quiet: bool, line: str) -> None:

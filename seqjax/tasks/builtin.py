@@ -6,6 +6,7 @@ from seqjax.tasks import (  # noqa: F401
     copy_memory,
     digits,
     induction,
+    listops,
     mnist,
     selective_copy,
     seq2seq,  # noqa: F401  reverse, sort, addition, translate

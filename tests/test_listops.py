@@ -93,7 +93,7 @@ def test_batch_of_step_is_a_pure_function_of_the_key_under_jit_and_vmap():
     assert not (train_batch(task, 0, 4, 5)["inputs"] == eager["inputs"]).all()
 
 
-def test_baseline_is_the_label_frequencies():
+def test_baseline_is_a_prior_better_than_uniform():
     task = listops(ListOpsOptions(min_len=4, max_len=30))
     assert 0.1 <= task.baseline["accuracy"] < 0.5
     assert 0 < task.baseline["ce"] <= np.log(10) + 1e-9

@@ -10,8 +10,8 @@ classifies it at the last step (``classify_last``).  Randomness stays indexed (p
 * validation and test are the first ``n`` rows of their splits (all of them when ``n`` exceeds the
   split), the same for every seed (``Task.fixed_set``).
 
-The memoryless baseline predicts the training split's class frequencies ``p``: cross-entropy
-``H(p) = -sum_c p_c ln p_c``, accuracy ``max_c p_c``.
+The memoryless baseline predicts the training split's class frequencies
+(:func:`seqjax.tasks.base.prior_baseline`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from seqjax.errors import check_choice
-from seqjax.tasks.base import Task, classification_metrics
+from seqjax.tasks.base import Task, classification_metrics, prior_baseline
 from seqjax.typing import Batch
 
 PERMUTATION_SEED = 0  # the permuted variants' one fixed permutation (numpy's default_rng)
@@ -93,9 +93,7 @@ def pixel_sequence_task(name: str, splits: dict[str, Split], scale: float, num_c
         held = splits[split]
         return as_batch(jnp.asarray(held.pixels[:num_examples, order]), jnp.asarray(held.labels[:num_examples]))
 
-    prior = np.bincount(splits["train"].labels, minlength=num_classes) / len(splits["train"].labels)
-    entropy = float(-np.sum(prior[prior > 0] * np.log(prior[prior > 0])))
-    baseline = {"loss": entropy, "ce": entropy, "accuracy": float(prior.max())}
+    baseline = prior_baseline(splits["train"].labels, num_classes)
     return Task(name=name, sample=sample, kind="classify_last", input_vocab=None, input_dim=1,
                 output_dim=num_classes, seq_len=length, baseline=baseline, metrics=classification_metrics,
                 fixed_set=fixed_set)

@@ -104,6 +104,7 @@ def test_baseline_is_a_prior_better_than_uniform():
     (dict(min_len=2, max_len=3), "no expression has 2..3 tokens"),
     (dict(max_args=1), "max_args=1 is out of range"),
     (dict(max_depth=1, min_len=4), "max_depth=1 allows only single digits"),
+    (dict(min_len=200, max_len=300, max_depth=3), "no tree of 200..300 tokens in 10000 draws"),  # at most 122
 ])
 def test_bad_options_are_user_errors(opts, message):
     with pytest.raises(UserError, match=message):

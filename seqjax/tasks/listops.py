@@ -55,6 +55,7 @@ VOCAB_SIZE = FIRST + len(SYMBOLS)
 VALUE_P = 0.75  # below max depth, the probability that a node is a digit
 MIN_OPERATOR_LEN = 4  # "[OP d d ]": no expression has 2 or 3 tokens
 BASELINE_EXAMPLES = 500
+MAX_ATTEMPTS = 10_000  # draws per example before the length range is declared out of reach
 BASELINE_SEED = 0
 
 Tree = int | tuple[str, list["Tree"]]  # a digit, or (operator, arguments)
@@ -140,13 +141,14 @@ def tree_value(tree: Tree) -> int:
 
 
 def draw_example(rng: np.random.Generator, opts: ListOpsOptions) -> tuple[list[str], int]:
-    """``(tokens, value)`` of the first tree drawn from ``rng`` whose length lies in ``[min_len, max_len]``.
+    """``(tokens, value)`` of the first tree drawn from ``rng`` whose length lies in ``[min_len, max_len]``
+(a ``UserError`` after :data:`MAX_ATTEMPTS` rejections: at the defaults about 1 draw in 23 is kept).
 
     >>> symbols, value = draw_example(np.random.default_rng(0), ListOpsOptions(min_len=10, max_len=40))
     >>> 10 <= len(symbols) <= 40, 0 <= value <= 9
     (True, True)
     """
-    while True:
+    for _ in range(MAX_ATTEMPTS):
         try:
             tree = generate_tree(rng, 1, opts.max_depth, opts.max_args, [opts.max_len])
         except _TooLong:
@@ -154,6 +156,8 @@ def draw_example(rng: np.random.Generator, opts: ListOpsOptions) -> tuple[list[s
         symbols = tree_symbols(tree)
         if len(symbols) >= opts.min_len:
             return symbols, tree_value(tree)
+    raise UserError(f"listops: no tree of {opts.min_len}..{opts.max_len} tokens in {MAX_ATTEMPTS} draws at "
+                    f"max_depth={opts.max_depth}, max_args={opts.max_args}; widen the length range or raise them")
 
 
 def sample_numpy(seed: np.ndarray, batch_size: int, opts: ListOpsOptions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

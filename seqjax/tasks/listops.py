@@ -8,8 +8,9 @@ An example is a bracketed expression over the digits ``0..9`` and four operators
                                  middle values, truncated, e.g. [MED 1 2 3 4 ] = floor(2.5) = 2)
 
 Trees are drawn as LRA's ``generate_tree(1, max_depth=10, max_args=10)`` draws them (:func:`generate_tree`):
-the root is at depth 1; a node above ``max_depth`` is a digit with probability 0.75, else an operator,
-uniform over the four, with ``2..max_args`` arguments (inclusive, Python's ``random.randint(2, max_args)``),
+the root is at depth 1; a node at depth ``< max_depth`` is a digit with probability 0.75, else an operator,
+uniform over the four, with ``2..max_args`` arguments (inclusive, as Python's ``random.randint(2, max_args)`` in
+LRA: 2..10, not the 2..9 of ../shared/STUDIES.md),
 each a node one level deeper; a node at ``max_depth`` is a digit.  A tree is kept when its token count
 lies in ``[min_len, max_len]`` (rejection sampling).  LRA keeps ``500 < n < 2000`` counted on its string,
 which still holds the tuple parentheses its input pipeline strips (``2k + 2`` of them per ``k``-argument

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import pytest
 
 from seqjax import cli
-from seqjax.benchmarks import gemm
+from seqjax.benchmarks import gemm, linear_recurrences
 from seqjax.benchmarks.timing import time_interleaved
 from seqjax.benchmarks.programs import Shape
 
@@ -37,6 +37,9 @@ def test_quick_recurrent_bench_gives_finite_figures_for_every_peer(capsys):
 def test_quick_bench_of_every_model_gives_finite_figures(capsys):
     rows = _bench_json(capsys, "all", "--no-torch")
     assert {"rnn", "lstm", "gru"} <= {r["model"] for r in rows}
+    for family, (peer, _, _) in linear_recurrences.PEERS.items():  # each family beside its peer, both passes
+        assert {(r["measure"], r["framework"]) for r in rows if r["model"] == family} == {
+            (m, f) for m in ("train_step", "forward") for f in ("seqjax", peer)}, family
     assert all(math.isfinite(r["seconds"]) and math.isfinite(r["ratio"]) for r in rows)
 
 

@@ -150,10 +150,14 @@ def test_causal_flag_marks_exactly_the_tasks_whose_answers_are_later_inputs(name
 
 
 @pytest.mark.parametrize("name", TASKS.names())
-def test_batches_are_the_same_with_and_without_x64(name):
+def test_batches_are_the_same_with_and_without_x64(name, tmp_path):
     """Draws are int32 / float32: enabling x64 (as the float64 gradient tests do) changes no batch's values,
-    and no token array's dtype."""
-    task = make_task(name)
+    and no token array's dtype.  MNIST reads tiny IDX files written here."""
+    from test_file_datasets import _write_mnist
+
+    if name == "mnist":
+        _write_mnist(tmp_path / "mnist", 5004, 7, gz=False)
+    task = _task(name, path=str(tmp_path / "mnist")) if name == "mnist" else make_task(name)
     plain = task.sample(jax.random.key(3), 4)
     with jax.enable_x64(True):
         wide = task.sample(jax.random.key(3), 4)

@@ -56,6 +56,7 @@ class Seq2SeqTask(NamedTuple):
     bleu: bool  # report corpus BLEU (translation)
     baseline: dict[str, float]
     kind: str = "seq2seq"
+    fixed_set: None = None  # every split is drawn from a key (seqjax.tasks.splits.fixed_split)
 
 
 # ---------------------------------------------------------------- helpers

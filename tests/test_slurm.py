@@ -156,6 +156,7 @@ def test_cancelled_trial_resumes_from_its_checkpoint_bit_exact(tmp_path):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+@pytest.mark.slow  # ~50 s; the suite's scancel test covers resuming from a checkpoint on this cluster
 @needs_cluster
 def test_preempted_job_is_requeued_by_submitit_and_resumes(tmp_path):
     """SIGUSR2 is what SLURM sends a job before it preempts it or its time runs out (submitit's --signal):

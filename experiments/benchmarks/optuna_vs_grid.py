@@ -1,8 +1,8 @@
-"""Optuna (TPE + Hyperband pruning) against the full grid over the same space, on the adding problem.
+"""Optuna (TPE + successive-halving pruning) against the full grid over the same space, on the adding problem.
 
 The grid ``configs/sweeps/adding_lstm_grid.yaml`` (an LSTM on adding T=50, 6 learning rates x 3 widths,
-600 steps each) and the search ``configs/sweeps/search_adding_hyperband.yaml`` (TPE over the same 18
-points, Hyperband pruning at every ``train.eval_every``) are run in this process, each into its own folder.
+600 steps each) and the search ``configs/sweeps/search_adding_halving.yaml`` (TPE over the same 18
+points, successive-halving pruning from step 200) are run in this process, each into its own folder.
 Each side's *budget* is the training steps it spent (a pruned trial counts the steps it ran), and its
 *result* the best validation MSE of any of its trials.  The claim (issue 14): the search reaches a
 validation MSE within 10% of the grid's best while spending at most a third of the grid's steps.
@@ -28,7 +28,7 @@ from seqjax.experiment.writers import read_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 GRID = ROOT / "configs" / "sweeps" / "adding_lstm_grid.yaml"
-SEARCH = ROOT / "configs" / "sweeps" / "search_adding_hyperband.yaml"
+SEARCH = ROOT / "configs" / "sweeps" / "search_adding_halving.yaml"
 QUICK = ["train.steps=6", "train.eval_every=2", "train.checkpoint_every=6", "train.eval_examples=32",
          "train.test_examples=32"]
 

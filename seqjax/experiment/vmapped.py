@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import inspect
 import json
 import time
@@ -141,8 +142,12 @@ def _stack(trees: list[Any]) -> Any:
     return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
 
-def _index(tree: Any, i: int) -> Any:
-    return jax.tree.map(lambda x: x[i], tree)
+def _index(tree: Any, i: jax.Array) -> Any:
+    return jax.tree.map(lambda x: jax.lax.dynamic_index_in_dim(x, i, keepdims=False), tree)
+
+
+def _unstack(tree: Any, n: int) -> list[Any]:
+    return [jax.tree.map(lambda x: x[i], tree) for i in range(n)]
 
 
 @dataclasses.dataclass
@@ -190,6 +195,10 @@ class VmappedTrainer:
         self._init_keys = jnp.stack([t._init_key for t in self.trainers])
         self._dropout_keys = jax.device_put(jnp.stack([t.dropout_key for t in self.trainers]), self._placed)
         self._create = jax.jit(jax.vmap(lead._create), out_shardings=self._placed)  # the trials' solo initial states
+        # Lanes are taken out of the group by one compiled program each, never by eager per-leaf slices: a burst of
+        # small eager dispatches while the CPU client's async executions are in flight once hung a sweep for good.
+        self._split = jax.jit(functools.partial(_unstack, n=len(cfgs)), out_shardings=self._solo)
+        self._take = jax.jit(_index, out_shardings=self._solo)
         constrain = distributed.constrain_batch(self.mesh)
 
         def lane_step(state: TrainState, dropout_key: jax.Array, active: jax.Array) -> tuple[TrainState, dict]:
@@ -211,12 +220,9 @@ class VmappedTrainer:
         return jax.device_put(solo._replace(opt_state=injected), self._placed)
 
     def lane_state(self, state: TrainState, i: int) -> TrainState:
-        """Trial ``i``'s state as it would be alone (what its checkpoints hold), placed as alone."""
-        return self._lane(state._replace(opt_state=state.opt_state.inner_state), i)
-
-    def _lane(self, stacked: Any, i: int) -> Any:
-        """Trial ``i`` of stacked solo states, gathered onto the solo placement (replicated on the data mesh)."""
-        return jax.device_put(_index(stacked, i), self._solo)
+        """Trial ``i``'s state as it would be alone (what its checkpoints hold), placed as alone (replicated on the
+        data mesh)."""
+        return self._take(state._replace(opt_state=state.opt_state.inner_state), jnp.int32(i))
 
     def init_state(self) -> TrainState:
         return self._wrap(self._create(self._init_keys))
@@ -255,8 +261,8 @@ class VmappedTrainer:
     def _run(self, stack: contextlib.ExitStack) -> list[dict | Diverged]:
         t = self.train_cfg
         started = time.time()
-        fresh = self._create(self._init_keys)
-        opened = [self._open(trainer, self._lane(fresh, i), stack) for i, trainer in enumerate(self.trainers)]
+        fresh = jax.block_until_ready(self._split(self._create(self._init_keys)))
+        opened = [self._open(trainer, solo, stack) for trainer, solo in zip(self.trainers, fresh)]
         lanes = [lane for lane, _ in opened]
         state = self._wrap(_stack([s for _, s in opened]))
         step = np.array([lane.start for lane in lanes])

@@ -239,13 +239,16 @@ MAMBA = SMOKE.parent / "selective_copy_mamba.yaml"  # warmup_cosine: the swept l
     pytest.param(MAMBA, ["model.d_model=8", "model.n_layers=1", "model.d_state=4", "task.seq_len=16", "task.num_tokens=4",
              "train.batch_size=8", "optim.warmup_steps=1"], marks=pytest.mark.slow),  # ~30 s of compilation
 ], ids=["rnn", "mamba"])
-def test_other_families_vmapped_equal_alone(tmp_path, experiment, model):
+@pytest.mark.parametrize("loop", ["vmap", "map"])  # the two forms of a group's step (auto picks map on one CPU)
+def test_other_families_vmapped_equal_alone(tmp_path, experiment, model, loop):
     from seqjax.experiment.vmapped import VmappedTrainer
 
     tiny = [*SMALL, *model, "train.steps=2", "train.log_every=1", "train.eval_every=2", "train.checkpoint_every=2"]
     cfgs = [load_config(experiment, [*tiny, f"seed={seed}", f"optim.lr={lr}", f"run_dir={tmp_path / str(seed)}"])
             for seed, lr in ((0, 0.01), (1, 0.03))]
-    VmappedTrainer(cfgs).run()
+    group = VmappedTrainer(cfgs, loop=loop)
+    assert group.loop == loop
+    group.run()
     alone = Trainer(load_config(experiment, [*tiny, "seed=1", "optim.lr=0.03", f"run_dir={tmp_path / 'alone'}"]))
     alone.run()
     for row, want in zip(read_rows(tmp_path / "1"), read_rows(tmp_path / "alone"), strict=True):

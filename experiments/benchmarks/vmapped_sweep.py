@@ -5,9 +5,11 @@
    ``run_sweep(..., vmap=False)``, the same 16 as sequential ``seqjax train`` processes.  Both write
    every trial's run directory; the ratio is ``t_processes / t_vmapped``, and the largest relative
    difference between the two sweeps' final validation losses is printed beside it.
-2. **Without compilation**: the steady time of one train step, vmapped over K trials, against one
-   trial's step alone (``Trainer``), in this process: ratio ``K * t_alone / t_vmapped``.
-3. **How it grows with K** (1, 4, 16, 64): compile time and steady trial-steps/s of the vmapped step.
+   The group's step runs as ``trial_loop`` ``"auto"`` picks (on one CPU device: ``"map"``).
+2. **Without compilation**: the steady time of one group step over K trials, in both forms (``vmap``: one
+   batched program; ``map``: the solo step looped over the trials inside one program), against one trial's
+   step alone (``Trainer``), in this process: ratio ``K * t_alone / t_group``.
+3. **How it grows with K** (1, 4, 16, 64): compile time and steady trial-steps/s of each form.
 
 Run: ``python experiments/benchmarks/vmapped_sweep.py`` (``--quick``: 4 trials, few steps; ``--out DIR``).
 """
@@ -73,11 +75,12 @@ def steady(ks: list[int], n: int) -> dict:
     rows = []
     for k in ks:
         cfgs = [load_config(EXPERIMENT, [*base, f"seed={i}", f"optim.lr={1e-3 * (1 + i % 4)}"]) for i in range(k)]
-        group = VmappedTrainer(cfgs)
-        compile_s, step_s = _time_steps(group._train_step, group.init_state(), group._dropout_keys,
-                                        jnp.ones(k, bool), n=n)
-        rows.append({"K": k, "compile_s": compile_s, "step_s": step_s, "trial_steps_per_s": k / step_s,
-                     "ratio_vs_alone": k * solo_step / step_s})
+        for loop in ("vmap", "map"):
+            group = VmappedTrainer(cfgs, loop=loop)
+            compile_s, step_s = _time_steps(group._train_step, group.init_state(), group._dropout_keys,
+                                            jnp.ones(k, bool), n=n)
+            rows.append({"K": k, "loop": loop, "compile_s": compile_s, "step_s": step_s,
+                         "trial_steps_per_s": k / step_s, "ratio_vs_alone": k * solo_step / step_s})
     return {"alone": {"compile_s": solo_compile, "step_s": solo_step, "trial_steps_per_s": 1 / solo_step},
             "vmapped": rows}
 
@@ -98,10 +101,11 @@ def main() -> None:
           f"(final val loss max rel diff {e2e['max_rel_diff_final_val_loss']:.1e})")
     alone = st["alone"]
     print(f"alone: compile {alone['compile_s']:.2f} s, step {1e3 * alone['step_s']:.2f} ms")
-    print("| K | compile s | step ms | trial-steps/s | ratio vs alone (no compilation) |\n|---|---|---|---|---|")
+    print("| K | loop | compile s | step ms | trial-steps/s | ratio vs alone (no compilation) |\n"
+          "|---|---|---|---|---|---|")
     for r in st["vmapped"]:
-        print(f"| {r['K']} | {r['compile_s']:.2f} | {1e3 * r['step_s']:.2f} | {r['trial_steps_per_s']:.0f} | "
-              f"{r['ratio_vs_alone']:.1f}x |")
+        print(f"| {r['K']} | {r['loop']} | {r['compile_s']:.2f} | {1e3 * r['step_s']:.2f} | "
+              f"{r['trial_steps_per_s']:.0f} | {r['ratio_vs_alone']:.1f}x |")
     (out / "vmapped_sweep.json").write_text(json.dumps({"end_to_end": e2e, "steady": st}, indent=2) + "\n")
 
 

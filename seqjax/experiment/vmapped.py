@@ -1,9 +1,10 @@
-"""Trials trained together: one compiled train step ``jax.vmap``-ped over a leading trial axis.
+"""Trials trained together: one compiled train step over a leading trial axis.
 
 Trials whose resolved configs differ only in :data:`VMAPPABLE` keys -- the seed and the optimizer's
 numbers -- run the same program on different numbers, so :class:`VmappedTrainer` stacks their training
 states along a new leading axis (parameters, optimizer state, step, the NaN counter) and runs
-:func:`~seqjax.experiment.step.make_train_step` under ``jax.vmap`` with each trial's dropout key.  The
+:func:`~seqjax.experiment.step.make_train_step` under ``jax.vmap`` with each trial's dropout key (or, on a
+CPU, as a loop over the trials inside the same program: :func:`trial_loop`).  The
 optimizer is :func:`~seqjax.experiment.optim.make_optimizer` under ``optax.inject_hyperparams``: the
 values that differ between the trials (``lr``, ``clip_norm`` -- ``null`` is the largest float32, which
 clips no finite gradient --, ``b1``, ``weight_decay``, ...) live in the optimizer state, one per trial.  Parameters are
@@ -38,7 +39,7 @@ import json
 import time
 import types
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -138,6 +139,40 @@ def default_group_size(cfg: DictConfig) -> int:
     return max(1, jax.device_count() * per_device)
 
 
+def trial_loop(loop: str, mesh: jax.sharding.Mesh) -> str:
+    """How a group's step runs its trials: ``"vmap"`` (one batched program) or ``"map"`` (``jax.lax.map``: the
+    solo step once per trial, in a loop inside the same compiled program).
+
+    ``"auto"`` takes ``"map"`` on a CPU whose trials share one device, ``"vmap"`` elsewhere.  XLA:CPU runs the
+    batched matmuls of a vmapped recurrence as loops of tiny matmuls, so there a K-trial vmapped LSTM step costs
+    ~4x K solo steps (``experiments/benchmarks/README.md``), while the loop costs K solo steps; both share the
+    one compilation and process start that make a group fast end to end.  Accelerators, and a trial axis split
+    over devices, want the batched program.
+
+    >>> trial_loop("auto", distributed.group_mesh(1))  # one CPU device here
+    'map'
+    """
+    if loop not in ("auto", "vmap", "map"):
+        raise UserError(f"trial loop {loop!r}: choose auto, vmap or map")
+    if loop != "auto":
+        return loop
+    one_device_per_group = mesh.shape[distributed.TRIALS] == 1
+    return "map" if one_device_per_group and mesh.devices.flat[0].platform == "cpu" else "vmap"
+
+
+def over_trials(fn: Callable, loop: str, shared: int = 0, spmd_axis_name: str | None = None) -> Callable:
+    """``fn`` applied to every trial: its arguments carry a leading trial axis, except the last ``shared``,
+    which every trial receives whole; outputs are stacked along a leading trial axis."""
+    def run(*args: Any) -> Any:
+        mapped, common = args[:len(args) - shared], args[len(args) - shared:]
+        one = lambda lane: fn(*lane, *common)  # noqa: E731
+        if loop == "map":
+            return jax.lax.map(one, mapped)
+        return jax.vmap(lambda *lane: one(lane), spmd_axis_name=spmd_axis_name)(*mapped)
+
+    return run
+
+
 def _stack(trees: list[Any]) -> Any:
     return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
@@ -179,7 +214,7 @@ class VmappedTrainer:
     seqjax.errors.UserError: model.hidden_size differs between trials (8 vs 4) and changes the compiled program; ...
     """
 
-    def __init__(self, cfgs: list[DictConfig]):
+    def __init__(self, cfgs: list[DictConfig], loop: str = "auto"):
         problem = shared_program_problem(cfgs)
         if problem:
             raise UserError(problem)
@@ -205,9 +240,10 @@ class VmappedTrainer:
             new, metrics = make_train_step(self.workload, self.tx, dropout_key, constrain)(state)
             return jax.tree.map(lambda n, o: jnp.where(active, n, o), new, state), metrics
 
-        self._train_step = jax.jit(jax.vmap(lane_step, spmd_axis_name=distributed.TRIALS),
+        self.loop = trial_loop(loop, self.mesh)
+        self._train_step = jax.jit(over_trials(lane_step, self.loop, spmd_axis_name=distributed.TRIALS),
                                    out_shardings=(self._placed, None), donate_argnums=0)
-        self._eval_step = jax.jit(jax.vmap(make_eval_step(self.workload), in_axes=(0, None)))
+        self._eval_step = jax.jit(over_trials(make_eval_step(self.workload), self.loop, shared=1))
         self._val_set: dict | None = None
 
     def _wrap(self, solo: TrainState) -> TrainState:

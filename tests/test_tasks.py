@@ -97,15 +97,17 @@ def _uniform_over(tokens, V, T, B):
 
 
 def test_selective_copy_definition_and_baseline():
-    L, M, V = 24, 5, 16
+    L, M, V = 24, 5, 16  # L noise tokens (the paper's convention), M data tokens among them, then M markers
     task = _task("selective_copy", seq_len=L, num_tokens=M, vocab_size=V)
+    assert task.seq_len == L + 2 * M
     b = jax.tree.map(np.asarray, fixed_split(task, 0, "val", 32))
     for x, y, m in zip(b["inputs"], b["targets"], b["mask"]):
-        data = x[:L][x[:L] != 0]
-        assert len(data) == M and ((data >= 1) & (data <= V - 2)).all()
-        assert (x[L:] == V - 1).all() and (y[L:] == data).all()  # recalled in order
-        assert m.sum() == M and m[L:].all()
-    ce = float(task.metrics(_uniform_over(list(range(1, V - 1)), V, L + M, 32), b)["ce"])
+        region = x[: L + M]
+        data = region[region != 0]
+        assert len(data) == M and ((data >= 1) & (data <= V - 2)).all() and (region == 0).sum() == L
+        assert (x[L + M :] == V - 1).all() and (y[L + M :] == data).all()  # recalled in order
+        assert m.sum() == M and m[L + M :].all()
+    ce = float(task.metrics(_uniform_over(list(range(1, V - 1)), V, L + 2 * M, 32), b)["ce"])
     assert ce == pytest.approx(np.log(V - 2), rel=1e-5) and task.baseline["ce"] == pytest.approx(np.log(V - 2))
 
 

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import pytest
 
 from seqjax import cli
-from seqjax.benchmarks import gemm, linear_recurrences
+from seqjax.benchmarks import backbones, gemm, linear_recurrences, suite
 from seqjax.benchmarks.timing import time_interleaved
 from seqjax.benchmarks.programs import Shape
 
@@ -34,12 +34,23 @@ def test_quick_recurrent_bench_gives_finite_figures_for_every_peer(capsys):
             assert r["peak_mb"] is not None and math.isfinite(r["peak_mb"]) and r["peak_mb"] > 0, r
 
 
-def test_quick_bench_of_every_model_gives_finite_figures(capsys):
-    rows = _bench_json(capsys, "all", "--no-torch")
-    assert {"rnn", "lstm", "gru"} <= {r["model"] for r in rows}
-    for family, (peer, _, _) in linear_recurrences.PEERS.items():  # each family beside its peer, both passes
-        assert {(r["measure"], r["framework"]) for r in rows if r["model"] == family} == {
-            (m, f) for m in ("train_step", "forward") for f in ("seqjax", peer)}, family
+def test_all_means_every_model():
+    assert set(suite.MODELS) == {*suite.RECURRENT, *backbones.BACKBONE_MODELS, *linear_recurrences.FAMILIES}
+    assert set(linear_recurrences.PEERS) == set(linear_recurrences.FAMILIES)
+
+
+# Every model's quick bench but the LSTM's (above) and the linear-recurrence families' (the benchmarks README
+# runs `seqjax bench FAMILY --no-torch`, --quick in the suite), one test each so the workers share them; and one
+# family, to check that it runs beside its peer in both passes.
+@pytest.mark.parametrize("model", [m for m in suite.MODELS if m not in (*linear_recurrences.FAMILIES, "lstm")]
+                         + ["mingru"])
+def test_quick_bench_of_every_model_gives_finite_figures(capsys, model):
+    rows = _bench_json(capsys, model, "--no-torch")
+    assert rows and {r["model"] for r in rows} == {model}
+    if model in linear_recurrences.PEERS:
+        peer = linear_recurrences.PEERS[model][0]
+        assert {(r["measure"], r["framework"]) for r in rows} == {
+            (m, f) for m in ("train_step", "forward") for f in ("seqjax", peer)}
     assert all(math.isfinite(r["seconds"]) and math.isfinite(r["ratio"]) for r in rows)
 
 

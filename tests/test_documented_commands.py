@@ -5,8 +5,11 @@ blocks run in order in one scratch directory (``configs`` and ``experiments`` li
 can use what an earlier one made (``seqjax eval runs/adding_lstm`` after ``seqjax train``).  Each command
 runs at a tiny size:
 
-* ``seqjax train | sweep FILE ...``: ``SMALL`` (``train.*`` overrides) inserted after ``FILE``, before the
-  documented overrides, which therefore still win;
+* ``seqjax train FILE ...``: the shipped-config test's tiny size (``tests/tiny.py``: ``train.*``, and the
+  model's widths and depths and the task's lengths where ``FILE`` is an experiment config) inserted after
+  ``FILE``, before the documented overrides, which therefore still win; the same size as the shipped-config
+  test, so most of their programs are loaded from the compilation cache, not compiled again;
+* ``seqjax sweep FILE ...``: the tiny ``train.*`` overrides, likewise;
 * ``seqjax bench ...``: ``--quick``;
 * ``python SCRIPT.py ...`` (a study's ``run.py``): ``--quick --out <scratch>/out/<study>``;
 * ``pip install ...``: skipped (CI installs), the rest of its ``&&`` chain runs; ``# comments`` are dropped.
@@ -35,13 +38,11 @@ from omegaconf import OmegaConf
 
 from seqjax.errors import UserError
 from seqjax.experiment.sweep import expand, load_sweep, run_sweep
+from tiny import TINY_TRAIN, tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted(ROOT.glob("experiments/*/README.md"))]
 LINKED = ("configs", "experiments", "scripts")  # reachable from the scratch directory
-SMALL = ["train.steps=2", "train.eval_every=2", "train.checkpoint_every=2", "train.log_every=1",
-         "train.batch_size=4", "train.eval_examples=8", "train.test_examples=8", "train.eval_batch_size=8",
-         "train.progress=false"]
 TIMEOUT_S = 900  # per command; a hung command fails instead of stalling the suite
 FENCE = re.compile(r"^```bash\s*$")
 ANNOTATION = re.compile(r"^<!--\s*test:\s*(slow|skip)\s*(?:\((.+)\))?\s*-->\s*$")
@@ -105,7 +106,9 @@ def small(cmd: list[str], scratch: Path) -> tuple[dict[str, str], list[str]]:
     n_env = next((i for i, w in enumerate(cmd) if not ENV_WORD.match(w)), len(cmd))
     env, cmd = dict(w.split("=", 1) for w in cmd[:n_env]), cmd[n_env:]
     if cmd[:1] == ["seqjax"] and len(cmd) >= 3 and cmd[1] in ("train", "sweep"):
-        cmd = [*cmd[:3], *SMALL, *cmd[3:]]
+        experiment = scratch / cmd[2]
+        tiny = tiny_overrides(experiment) if cmd[1] == "train" and experiment.is_file() else TINY_TRAIN
+        cmd = [*cmd[:3], *tiny, *cmd[3:]]
     elif cmd[:2] == ["seqjax", "bench"]:
         cmd = [*cmd, "--quick"]
     elif cmd[:1] == ["python"] and len(cmd) >= 2 and cmd[1].endswith(".py"):
@@ -197,7 +200,7 @@ def test_blocks_are_found_and_parsed(tmp_path):
     slow, plain = parse_blocks(doc)
     assert (slow.line, slow.mark, slow.reason, plain.mark) == (3, "slow", "two hours", None)
     assert commands(slow.text) == [["seqjax", "train", "a.yaml", "k=1"]]
-    assert small(commands(slow.text)[0], tmp_path) == ({}, ["seqjax", "train", "a.yaml", *SMALL, "k=1"])
+    assert small(commands(slow.text)[0], tmp_path) == ({}, ["seqjax", "train", "a.yaml", *TINY_TRAIN, "k=1"])
     assert small(commands(plain.text)[0], tmp_path) == (
         {"X": "1"}, ["python", "experiments/s/run.py", "--n", "2", "--m", "3", "--quick", "--out", str(tmp_path / "out/s")])
     doc.write_text("<!-- test: slwo -->\n```bash\nls\n```\n")

@@ -24,6 +24,7 @@ which at this size agrees to float32 rounding.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -80,9 +81,9 @@ def test_mamba2_mixer_equals_mamba2_jax() -> None:
     def theirs(p, u):
         return _run_peer(graphdef, state, p, u)[0]
 
-    assert_close(ours(params, u), theirs(params, u), f"Mamba-2 mixer (Q={chunk}) output")
+    assert_close(jax.jit(ours)(params, u), jax.jit(theirs)(params, u), f"Mamba-2 mixer (Q={chunk}) output")
     w = jax.random.normal(jax.random.key(3), (B, T, D))
-    grads = lambda fn: jax.grad(lambda p, u: jnp.sum(fn(p, u) * w), (0, 1))(params, u)  # noqa: E731
+    grads = lambda fn: jax.jit(jax.grad(lambda p, u: jnp.sum(fn(p, u) * w), (0, 1)))(params, u)  # noqa: E731
     (gp, gx), (gp_t, gx_t) = grads(ours), grads(theirs)
     assert_close(gx, gx_t, f"Mamba-2 mixer (Q={chunk}) d/dinput")
     assert_trees_close(flatten(gp), flatten(gp_t), f"Mamba-2 mixer (Q={chunk}) d/dparams")
@@ -94,13 +95,15 @@ def test_mamba2_decoding_equals_mamba2_jax() -> None:
     u = jax.random.normal(jax.random.key(4), (B, T, D))
     block, variables = _block(3), {"params": _params(params)}
     prompt = 4
-    theirs, conv_state, ssm_state = _run_peer(graphdef, state, params, u[:, :prompt])
+    peer = jax.jit(functools.partial(_run_peer, graphdef, state))  # one compiled program per input shape
+    step = jax.jit(functools.partial(block.apply, method="step"))
+    theirs, conv_state, ssm_state = peer(params, u[:, :prompt])
     ours_state = block.apply(variables, B, method="initial_state")
     ours_state, ours = block.apply(variables, ours_state, u[:, :prompt], method="chunk")
     outs, outs_t = [ours], [theirs]
     for t in range(prompt, T):
-        y_t, conv_state, ssm_state = _run_peer(graphdef, state, params, u[:, t:t + 1], conv_state, ssm_state)
-        ours_state, y = block.apply(variables, ours_state, u[:, t], method="step")
+        y_t, conv_state, ssm_state = peer(params, u[:, t:t + 1], conv_state, ssm_state)
+        ours_state, y = step(variables, ours_state, u[:, t])
         outs.append(y[:, None])
         outs_t.append(y_t)
     assert_close(jnp.concatenate(outs, 1), jnp.concatenate(outs_t, 1), "Mamba-2 decoding outputs")

@@ -24,6 +24,7 @@ sentencepiece) is in the ``test`` extra.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -73,13 +74,14 @@ def _hawk_layer_params(p: dict) -> dict:
 
 
 def _check(ours_fn, theirs_fn, peer_params: Any, inputs: tuple, what: str) -> None:
-    """Outputs and gradients (w.r.t. ``inputs[0]`` and ``peer_params``) of ``fn(peer_params, *inputs)``."""
-    out_ours, out_theirs = ours_fn(peer_params, *inputs), theirs_fn(peer_params, *inputs)
+    """Outputs and gradients (w.r.t. ``inputs[0]`` and ``peer_params``) of ``fn(peer_params, *inputs)``, each
+    compiled (op-by-op dispatch of these small graphs costs more than compiling them whole)."""
+    out_ours, out_theirs = jax.jit(ours_fn)(peer_params, *inputs), jax.jit(theirs_fn)(peer_params, *inputs)
     assert_close(out_ours, out_theirs, f"{what} output")
     w = jax.random.normal(jax.random.key(7), out_theirs.shape)
 
     def grad(fn):
-        return jax.grad(lambda p, x: jnp.sum(fn(p, x, *inputs[1:]) * w), (0, 1))(peer_params, inputs[0])
+        return jax.jit(jax.grad(lambda p, x: jnp.sum(fn(p, x, *inputs[1:]) * w), (0, 1)))(peer_params, inputs[0])
 
     (gp_ours, gx_ours), (gp_theirs, gx_theirs) = grad(ours_fn), grad(theirs_fn)
     assert_close(gx_ours, gx_theirs, f"{what} d/dinput")
@@ -137,13 +139,15 @@ def test_recurrent_block_decoding_equals_recurrentgemma() -> None:
     ours_vars = {"params": _recurrent_block_params(params)}
 
     pos = jnp.broadcast_to(jnp.arange(T), (B, T))
-    theirs, cache = peer.apply({"params": params}, u[:, :prompt], pos[:, :prompt])
+    peer_apply = jax.jit(peer.apply)  # one compiled program per input shape
+    step = jax.jit(functools.partial(ours_block.apply, method="step"))
+    theirs, cache = peer_apply({"params": params}, u[:, :prompt], pos[:, :prompt])
     state = ours_block.apply(ours_vars, B, method="initial_state")
     state, ours = ours_block.apply(ours_vars, state, u[:, :prompt], method="chunk")
     outs_ours, outs_theirs = [ours], [theirs]
     for t in range(prompt, T):
-        y, cache = peer.apply({"params": params}, u[:, t:t + 1], pos[:, t:t + 1], cache=cache)
-        state, y_ours = ours_block.apply(ours_vars, state, u[:, t], method="step")
+        y, cache = peer_apply({"params": params}, u[:, t:t + 1], pos[:, t:t + 1], cache=cache)
+        state, y_ours = step(ours_vars, state, u[:, t])
         outs_theirs.append(y)
         outs_ours.append(y_ours[:, None])
     assert_close(jnp.concatenate(outs_ours, 1), jnp.concatenate(outs_theirs, 1), "recurrent block decoding")

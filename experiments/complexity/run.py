@@ -25,8 +25,6 @@ options); its results go under ``--out`` (default ``runs/quick/complexity``).
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import pathlib
 from typing import Any
 
@@ -42,6 +40,7 @@ from seqjax.benchmarks.programs import jax_program  # noqa: E402
 from seqjax.benchmarks.timing import blocking, time_interleaved  # noqa: E402
 from seqjax.cells.diagnostics import count_params  # noqa: E402
 from seqjax.experiment.runtime import keep_freed_memory  # noqa: E402
+from seqjax.experiment.study import study_out, study_parser  # noqa: E402
 from seqjax.models.tcn import levels_for_context  # noqa: E402
 from seqjax.models.registry import get_backbone  # noqa: E402
 
@@ -122,18 +121,15 @@ def write(rows: list[dict[str, Any]], out: pathlib.Path, batch: int) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = study_parser(__doc__.splitlines()[0], pathlib.Path(__file__).parent,
+                          f"a smoke test at a tiny size: {QUICK}")
     parser.add_argument("--lengths", type=int, nargs="+", default=[256, 1024, 4096])
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", default=None,
-                        help="results folder (default: here; with --quick runs/quick/complexity)")
-    parser.add_argument("--quick", action="store_true", help=f"a smoke test at a tiny size: {QUICK}")
     args = parser.parse_args()
     if args.quick:
         vars(args).update(QUICK)
-    out = pathlib.Path(args.out or ("runs/quick/complexity" if args.quick else pathlib.Path(__file__).parent))
-    out.mkdir(parents=True, exist_ok=True)
+    out = study_out(args, create=True)
     print(write(measure(args.lengths, args.batch, args.repeats), out, args.batch))
 
 

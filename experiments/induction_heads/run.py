@@ -13,7 +13,6 @@ at L=16 on tiny batches, tested at L=32; its runs and results go under ``--out``
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 
 import matplotlib
@@ -23,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from seqjax.experiment.sweep import load_sweep, run_sweep  # noqa: E402
 from seqjax.experiment.evaluate import evaluate_run  # noqa: E402
+from seqjax.experiment.study import study_out, study_parser  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SWEEP = ROOT / "configs" / "sweeps" / "induction.yaml"
@@ -34,18 +34,14 @@ QUICK_OVERRIDES = [f"task.seq_len={QUICK_TRAIN_LENGTH}", "train.steps=2", "train
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = study_parser(__doc__.splitlines()[0], pathlib.Path(__file__).parent,
+                          "a smoke test at a tiny size (overrides --lengths)")
     parser.add_argument("--lengths", type=int, nargs="+", default=[64, 128, 256, 512, 1024])
-    parser.add_argument("--out", default=None, help="results folder (default: here; with --quick "
-                        "runs/quick/induction_heads)")
-    parser.add_argument("--quick", action="store_true", help="a smoke test at a tiny size (overrides --lengths)")
     args = parser.parse_args()
     train_length = TRAIN_LENGTH
     if args.quick:
-        args.out = args.out or "runs/quick/induction_heads"
         args.lengths, train_length = QUICK_LENGTHS, QUICK_TRAIN_LENGTH
-    out = pathlib.Path(args.out or pathlib.Path(__file__).parent)
-    out.mkdir(parents=True, exist_ok=True)
+    out = study_out(args, create=True)
     sweep_out = out / "runs" if args.quick else None  # the sweep file's out otherwise
     overrides = QUICK_OVERRIDES if args.quick else []
     failed = run_sweep(SWEEP, overrides=overrides, out=sweep_out)

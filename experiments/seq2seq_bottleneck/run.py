@@ -17,7 +17,6 @@ of 4, scored on 8 examples; results under ``--out`` (default ``runs/quick/seq2se
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import shutil
@@ -31,6 +30,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from seqjax.experiment.config import load_config  # noqa: E402
 from seqjax.experiment.evaluate import evaluate_run  # noqa: E402
 from seqjax.experiment.loop import Trainer  # noqa: E402
+from seqjax.experiment.study import study_out, study_parser  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -92,19 +92,14 @@ def write(rows: list[dict], out: pathlib.Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = study_parser(__doc__.splitlines()[0], HERE, f"a smoke test at a tiny size: {QUICK}")
     parser.add_argument("--lengths", type=int, nargs="+", default=[5, 10, 20, 40])
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--out", type=pathlib.Path, default=None,
-                        help="results folder (default: here; with --quick runs/quick/seq2seq_bottleneck)")
-    parser.add_argument("--quick", action="store_true", help=f"a smoke test at a tiny size: {QUICK}")
     args = parser.parse_args()
     if args.quick:
         vars(args).update(QUICK)
-        args.out = args.out or pathlib.Path("runs/quick/seq2seq_bottleneck")
-    out = args.out or HERE
-    out.mkdir(parents=True, exist_ok=True)
+    out = study_out(args, create=True)
     extra = QUICK_OVERRIDES if args.quick else []
     rows = []
     for length in args.lengths:

@@ -14,12 +14,12 @@ Reads ``<out>/results.json`` (default: this folder).  Exits 1 when a claim fails
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import sys
 
 from seqjax.experiment.report import mean_ci
+from seqjax.experiment.study import report_claims, study_out, study_parser
 
 HERE = pathlib.Path(__file__).resolve().parent
 PUBLISHED = {  # Bai et al. 2018, Table 1: test accuracy (%) on sequential / permuted MNIST
@@ -51,18 +51,8 @@ def claims(rows: list[dict]) -> list[tuple[str, str, str, bool]]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=pathlib.Path, default=HERE, help="the folder holding results.json")
-    parser.add_argument("--quick", action="store_true", help="report, but do not fail on a claim (a smoke test)")
-    args = parser.parse_args()
-    rows = json.loads((args.out / "results.json").read_text())
-    failed = 0
-    print(f"{'claim':58} {'published':24} {'ours':16} verdict")
-    for claim, published, ours, holds in claims(rows):
-        failed += not holds
-        print(f"{claim:58} {published:24} {ours:16} {'PASS' if holds else 'FAIL'}")
-    print(f"{failed} claim(s) failed" if failed else "every claim holds")
-    return 1 if failed and not args.quick else 0
+    args = study_parser(__doc__.splitlines()[0], HERE, "read run.py --quick's results; never fail").parse_args()
+    return report_claims(claims(json.loads((study_out(args) / "results.json").read_text())), args.quick)
 
 
 if __name__ == "__main__":

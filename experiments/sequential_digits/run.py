@@ -16,7 +16,6 @@ results under ``--out`` (default ``runs/quick/sequential_digits``).
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import shutil
@@ -26,6 +25,7 @@ from seqjax.experiment.config import load_config
 from seqjax.experiment.evaluate import evaluate_run
 from seqjax.experiment.loop import Trainer
 from seqjax.experiment.report import mean_ci
+from seqjax.experiment.study import study_out, study_parser
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -73,18 +73,13 @@ def write(rows: list[dict], out: pathlib.Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = study_parser(__doc__.splitlines()[0], HERE, f"a smoke test at a tiny size: {QUICK}")
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--out", type=pathlib.Path, default=None,
-                        help="results folder (default: here; with --quick runs/quick/sequential_digits)")
-    parser.add_argument("--quick", action="store_true", help=f"a smoke test at a tiny size: {QUICK}")
     args = parser.parse_args()
     if args.quick:
         vars(args).update(QUICK)
-        args.out = args.out or pathlib.Path("runs/quick/sequential_digits")
-    out = args.out or HERE
-    out.mkdir(parents=True, exist_ok=True)
+    out = study_out(args, create=True)
     rows = []
     for seed in args.seeds:
         for permute in (False, True):

@@ -8,11 +8,12 @@ Reads ``results.json`` from ``--out`` (default: here; with ``--quick`` ``runs/qu
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 
 import numpy as np
+
+from seqjax.experiment.study import report_claims, study_out, study_parser
 
 import run  # this folder's run.py: python puts the script's folder on sys.path
 
@@ -59,16 +60,9 @@ def claims(raw: dict) -> list[tuple[str, str, str, bool]]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=None, help="the folder holding results.json")
-    parser.add_argument("--quick", action="store_true", help="read run.py --quick's results; never fail")
-    args = parser.parse_args()
-    out = pathlib.Path(args.out or ("runs/quick/vanishing_gradients" if args.quick else pathlib.Path(__file__).parent))
-    rows = claims(json.loads((out / "results.json").read_text()))
-    print("| claim | published | ours | result |\n|---|---|---|---|")
-    for claim, published, ours, passed in rows:
-        print(f"| {claim} | {published} | {ours} | {'PASS' if passed else 'FAIL'} |")
-    return 0 if args.quick or all(r[3] for r in rows) else 1
+    args = study_parser(__doc__.splitlines()[0], pathlib.Path(__file__).parent,
+                        "read run.py --quick's results; never fail").parse_args()
+    return report_claims(claims(json.loads((study_out(args) / "results.json").read_text())), args.quick)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ results go under ``--out`` (default ``runs/quick/vanishing_gradients``).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import json
@@ -42,6 +41,7 @@ import numpy as np  # noqa: E402
 import seqjax  # noqa: E402
 from seqjax.cells.base import hidden_of  # noqa: E402
 from seqjax.cells.diagnostics import gradient_flow  # noqa: E402
+from seqjax.experiment.study import study_out, study_parser  # noqa: E402
 from seqjax.tasks.adding import AddingOptions, adding  # noqa: E402
 
 NORMS = (0.5, 0.9, 1.0, 1.1, 1.5, 2.0, 3.0)
@@ -278,13 +278,9 @@ def plot(out: pathlib.Path, init: dict, trained: dict, clipped: dict, size: Size
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=None,
-                        help="results folder (default: here; with --quick runs/quick/vanishing_gradients)")
-    parser.add_argument("--quick", action="store_true", help=f"a smoke test at a tiny size: {QUICK}")
-    args = parser.parse_args()
-    out = pathlib.Path(args.out or ("runs/quick/vanishing_gradients" if args.quick else pathlib.Path(__file__).parent))
-    out.mkdir(parents=True, exist_ok=True)
+    args = study_parser(__doc__.splitlines()[0], pathlib.Path(__file__).parent,
+                        f"a smoke test at a tiny size: {QUICK}").parse_args()
+    out = study_out(args, create=True)
     size = QUICK if args.quick else Size()
     start = time.perf_counter()
     init, init64 = measure_init(size)

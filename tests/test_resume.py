@@ -29,6 +29,9 @@ RUNS = {
     "tbptt": ("copy_lstm_tbptt", ["task.seq_len=20", "train.tbptt=10", "model.hidden_size=16", "model.embed_dim=8",
                                   "train.batch_size=8", "train.eval_examples=32", "train.eval_batch_size=32"]),
 }
+# ~1 min each; the suite kills the ordinary run, and tests/test_tbptt.py resumes a TBPTT run (carry included)
+# from its checkpoint bit-exactly in-process
+SLOW = {"tbptt"}
 
 
 def _command(run: str, run_dir: Path) -> list[str]:
@@ -50,7 +53,7 @@ def _final_params(run_dir: Path):
     return jax.device_get(state)
 
 
-@pytest.mark.parametrize("run", list(RUNS))
+@pytest.mark.parametrize("run", [pytest.param(r, marks=[pytest.mark.slow] if r in SLOW else []) for r in RUNS])
 def test_sigkill_then_rerun_equals_uninterrupted_run(run, tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     killed, clean = tmp_path / "killed", tmp_path / "clean"

@@ -3,11 +3,12 @@
 RNN, LSTM, GRU and TCN at matched parameter counts (adding: ~70K, TCN 8 levels x 24 channels, k=8; copy: ~13K,
 TCN 8 levels x 10 channels, k=8), Adam lr 2e-3, clipping at global norm 1, 3 seeds each.  Runs the sweeps
 ``configs/sweeps/bai_table1_adding.yaml`` and ``configs/sweeps/bai_table1_copy.yaml`` with ``--no-vmap`` (one
-``seqjax train`` process per run, one at a time: the TCN's three seeds as one vmapped group logged no step in
-5 minutes here, where one seed alone takes about 0.2 s a step), scores each run's best validation checkpoint on the fixed test split with ``seqjax eval``, and
-writes ``results.json`` (one row per run: model, task, T, seed, params, steps, best step, best and final
-validation loss, test loss, the task's baseline, the validation loss at each evaluation, wall time, the
-``seqjax train`` command that reproduces it) and ``results.md`` (test loss, mean ± 95% CI over seeds) to
+``seqjax train`` process per run, one at a time: the adding TCN's three seeds as one vmapped group logged no
+step in 5 minutes here, about as long as one seed alone takes for all its 500 steps), scores each run's best
+validation checkpoint on the fixed test split with ``seqjax eval``, and writes ``results.json`` (one row per
+run: model, task, T, seed, params, steps, best step, best and final validation loss, test loss, the task's
+baseline, the validation loss at each evaluation, wall time, the ``seqjax train`` command that reproduces it)
+and ``results.md`` (test loss, mean ± 95% CI over seeds) to
 ``--out`` (default: here); run directories go to ``<out>/runs/``.  A rerun skips the trials already trained
 (the sweep's rule) and scores them again.
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import inspect
 import json
 import time
@@ -181,10 +180,6 @@ def _index(tree: Any, i: jax.Array) -> Any:
     return jax.tree.map(lambda x: jax.lax.dynamic_index_in_dim(x, i, keepdims=False), tree)
 
 
-def _unstack(tree: Any, n: int) -> list[Any]:
-    return [jax.tree.map(lambda x: x[i], tree) for i in range(n)]
-
-
 @dataclasses.dataclass
 class _Lane:
     """One trial of the group: its trainer, run directory's writers and where it stands."""
@@ -227,13 +222,8 @@ class VmappedTrainer:
         values = swept_optim_values(cfgs)
         self.tx = injected_optimizer(lead.cfg.optim, self.train_cfg.steps, self.workload.param_labels, list(values))
         self._values = {n: jnp.asarray(v, jnp.float32) for n, v in values.items()}
-        self._init_keys = jnp.stack([t._init_key for t in self.trainers])
         self._dropout_keys = jax.device_put(jnp.stack([t.dropout_key for t in self.trainers]), self._placed)
-        self._create = jax.jit(jax.vmap(lead._create), out_shardings=self._placed)  # the trials' solo initial states
-        # Lanes are taken out of the group by one compiled program each, never by eager per-leaf slices: a burst of
-        # small eager dispatches while the CPU client's async executions are in flight once hung a sweep for good.
-        self._split = jax.jit(functools.partial(_unstack, n=len(cfgs)), out_shardings=self._solo)
-        self._take = jax.jit(_index, out_shardings=self._solo)
+        self._take = jax.jit(_index, out_shardings=self._solo)  # one trial's state out of the group's
         constrain = distributed.constrain_batch(self.mesh)
 
         def lane_step(state: TrainState, dropout_key: jax.Array, active: jax.Array) -> tuple[TrainState, dict]:
@@ -261,7 +251,13 @@ class VmappedTrainer:
         return self._take(state._replace(opt_state=state.opt_state.inner_state), jnp.int32(i))
 
     def init_state(self) -> TrainState:
-        return self._wrap(self._create(self._init_keys))
+        return self._wrap(_stack(self._solo_states()))
+
+    def _solo_states(self) -> list[TrainState]:
+        """Each trial's initial state, created by its own trainer as alone.  Not ``jax.vmap`` of the creation:
+        XLA:CPU never finished the vmapped initialisation of three LSTM trials (every thread idle; solo, each
+        takes milliseconds), the hang two sweeps met at a group's start."""
+        return [trainer.init_state() for trainer in self.trainers]
 
     def evaluate(self, params: Any) -> dict[str, np.ndarray]:
         """Every trial's validation metrics: ``{name: [one per trial]}``."""
@@ -297,7 +293,7 @@ class VmappedTrainer:
     def _run(self, stack: contextlib.ExitStack) -> list[dict | Diverged]:
         t = self.train_cfg
         started = time.time()
-        fresh = jax.block_until_ready(self._split(self._create(self._init_keys)))
+        fresh = self._solo_states()
         opened = [self._open(trainer, solo, stack) for trainer, solo in zip(self.trainers, fresh)]
         lanes = [lane for lane, _ in opened]
         state = self._wrap(_stack([s for _, s in opened]))

@@ -50,13 +50,3 @@ def test_opt_out(monkeypatch):
 
     monkeypatch.setenv("SEQJAX_MALLOC", "system")
     assert keep_freed_memory() is False
-
-
-def test_seqjax_commands_dispatch_synchronously_on_the_cpu():
-    """The setting reaches the CPU client a ``seqjax`` command creates (and the opt-out leaves JAX's default)."""
-    probe = ("import sys; from seqjax.cli import main; main(['params', '--hidden-size', '2', '--input-size', '2']); "
-             "import jax; print(jax.config.values['jax_cpu_enable_async_dispatch'])")
-    for env, want in (({}, "False"), ({"SEQJAX_CPU_DISPATCH": "async"}, "True")):
-        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=300,
-                             env={"PATH": "", "JAX_PLATFORMS": "cpu", **env}).stdout
-        assert out.strip().splitlines()[-1] == want

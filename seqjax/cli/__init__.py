@@ -16,7 +16,7 @@ import typing
 
 from seqjax import __version__
 from seqjax.errors import UserError
-from seqjax.experiment.runtime import keep_freed_memory, synchronous_cpu_dispatch
+from seqjax.experiment.runtime import keep_freed_memory
 
 COMMANDS: list[str] = [f"seqjax.cli.{name}" for name in ("train", "eval", "sweep", "report", "bench", "stream", "export", "params")]  # modules with register(subparsers)
 
@@ -44,7 +44,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()  # before JAX starts its threads; SEQJAX_MALLOC=system opts out
-    synchronous_cpu_dispatch()  # before the first computation; SEQJAX_CPU_DISPATCH=async opts out
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -1,4 +1,4 @@
-"""Process-wide runtime settings for CPU training: keep freed memory for reuse; dispatch synchronously.
+"""Process-wide runtime setting for CPU training: keep freed memory for reuse.
 
 XLA:CPU allocates each program's temporaries (a train step's residuals, gradients, ...) with
 ``posix_memalign`` from its worker threads.  glibc serves a block that large from a fresh ``mmap``
@@ -13,14 +13,6 @@ without faults.  The cost: the process keeps its peak heap instead of returning 
 for a training loop is its steady state anyway.  ``seqjax`` commands apply it at start (before JAX
 starts its threads); set ``SEQJAX_MALLOC=system`` to leave glibc's defaults.  Library users can call
 it themselves, first thing.
-
-:func:`synchronous_cpu_dispatch` turns off JAX's asynchronous dispatch on the CPU
-(``jax_cpu_enable_async_dispatch``): each computation runs to its end in the thread that called it.  With it on,
-a long-running process that compiles and runs many programs (a sweep training group after group) has hung for
-good, every XLA thread parked on a futex and the main thread waiting inside a dispatch (three times in ~30
-sweeps here; the same symptom as jax-ml/jax#25861, whose workaround this is).  The train loop gives little up:
-it reads each logged step's metrics anyway, and a step is one large computation.  ``SEQJAX_CPU_DISPATCH=async``
-keeps JAX's default.
 """
 
 from __future__ import annotations
@@ -52,13 +44,3 @@ def keep_freed_memory() -> bool:
 def allocator() -> str:
     """How this process allocates host memory, for benchmark headers."""
     return "glibc, keeping freed memory (seqjax.experiment.runtime)" if _applied else "system default"
-
-
-def synchronous_cpu_dispatch() -> bool:
-    """Apply the dispatch setting above (before the first computation); True if it took effect."""
-    if os.environ.get("SEQJAX_CPU_DISPATCH", "").lower() == "async":
-        return False
-    import jax
-
-    jax.config.update("jax_cpu_enable_async_dispatch", False)
-    return True

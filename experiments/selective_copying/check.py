@@ -17,12 +17,11 @@ Reads ``<out>/results.json`` (default: this folder).  Exits 1 when a claim fails
 
 from __future__ import annotations
 
-import argparse
-import json
 import pathlib
 import sys
 
 from seqjax.experiment.report import mean_ci
+from seqjax.experiment.study import check_main
 
 HERE = pathlib.Path(__file__).resolve().parent
 PUBLISHED = {"mamba": "99.8 (Mamba, S6)", "s4d": "18.3 (S4, no gate)"}  # Gu & Dao 2023, Table 1, L=4096
@@ -53,21 +52,7 @@ def claims(rows: list[dict]) -> list[tuple[str, str, str, bool | None]]:
     return out
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=pathlib.Path, default=HERE, help="the folder holding results.json")
-    parser.add_argument("--quick", action="store_true", help="report, but do not fail on a claim (a smoke test)")
-    args = parser.parse_args()
-    rows = json.loads((args.out / "results.json").read_text())
-    failed = 0
-    print(f"{'claim':52} {'published':28} {'ours':24} verdict")
-    for claim, published, ours, holds in claims(rows):
-        failed += holds is False
-        verdict = "-" if holds is None else "PASS" if holds else "FAIL"
-        print(f"{claim:52} {published:28} {ours:24} {verdict}")
-    print(f"{failed} claim(s) failed" if failed else "every claim holds")
-    return 1 if failed and not args.quick else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(check_main(__doc__.splitlines()[0], HERE, claims))

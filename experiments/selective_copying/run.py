@@ -17,7 +17,6 @@ accuracies.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import pathlib
@@ -25,6 +24,7 @@ import sys
 
 from seqjax.experiment.evaluate import evaluate_run
 from seqjax.experiment.report import mean_ci
+from seqjax.experiment.study import study_out, study_parser
 from seqjax.experiment.sweep import Trial, plan_sweep, run_sweep
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -66,16 +66,10 @@ def write(rows: list[dict], out: pathlib.Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = study_parser(__doc__.splitlines()[0], HERE, f"a smoke test at a tiny size: {QUICK_OVERRIDES}")
     parser.add_argument("--sweep", type=pathlib.Path, default=SWEEP, help="the sweep file (default: %(default)s)")
-    parser.add_argument("--out", type=pathlib.Path, default=None,
-                        help="results folder (default: here; with --quick runs/quick/selective_copying)")
-    parser.add_argument("--quick", action="store_true", help=f"a smoke test at a tiny size: {QUICK_OVERRIDES}")
     args = parser.parse_args()
-    if args.quick:
-        args.out = args.out or pathlib.Path("runs/quick/selective_copying")
-    out = args.out or HERE
-    out.mkdir(parents=True, exist_ok=True)
+    out = study_out(args, create=True)
     overrides = QUICK_OVERRIDES if args.quick else []
     failed = run_sweep(args.sweep, overrides=overrides, out=out / "runs", vmap=False)
     if failed:

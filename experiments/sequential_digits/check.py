@@ -14,12 +14,11 @@ Reads ``<out>/results.json`` (default: this folder).  Exits 1 when a claim fails
 
 from __future__ import annotations
 
-import json
 import pathlib
 import sys
 
 from seqjax.experiment.report import mean_ci
-from seqjax.experiment.study import report_claims, study_out, study_parser
+from seqjax.experiment.study import check_main
 
 HERE = pathlib.Path(__file__).resolve().parent
 PUBLISHED = {  # Bai et al. 2018, Table 1: test accuracy (%) on sequential / permuted MNIST
@@ -50,10 +49,7 @@ def claims(rows: list[dict]) -> list[tuple[str, str, str, bool]]:
     return out
 
 
-def main() -> int:
-    args = study_parser(__doc__.splitlines()[0], HERE, "read run.py --quick's results; never fail").parse_args()
-    return report_claims(claims(json.loads((study_out(args) / "results.json").read_text())), args.quick)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(check_main(__doc__.splitlines()[0], HERE, claims))

@@ -8,12 +8,11 @@ Reads ``results.json`` from ``--out`` (default: here; with ``--quick`` ``runs/qu
 
 from __future__ import annotations
 
-import json
 import pathlib
 
 import numpy as np
 
-from seqjax.experiment.study import report_claims, study_out, study_parser
+from seqjax.experiment.study import check_main
 
 import run  # this folder's run.py: python puts the script's folder on sys.path
 
@@ -59,11 +58,7 @@ def claims(raw: dict) -> list[tuple[str, str, str, bool]]:
     ]
 
 
-def main() -> int:
-    args = study_parser(__doc__.splitlines()[0], pathlib.Path(__file__).parent,
-                        "read run.py --quick's results; never fail").parse_args()
-    return report_claims(claims(json.loads((study_out(args) / "results.json").read_text())), args.quick)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(check_main(__doc__.splitlines()[0], pathlib.Path(__file__).resolve().parent, claims))

@@ -125,12 +125,15 @@ def test_associative_recall_definition():
     b = jax.tree.map(np.asarray, fixed_split(_task("mqar", seq_len=L, num_pairs=K, vocab_size=V), 0, "val", 32))
     for x, y, m in zip(b["inputs"], b["targets"], b["mask"]):
         table = dict(zip(x[: 2 * K : 2], x[1 : 2 * K : 2]))
-        assert len(table) == K and all(1 <= k < V // 2 <= v < V for k, v in table.items())
+        assert len(table) == K and all(1 <= k < V // 2 <= v < V for k, v in table.items())  # distinct keys
+        assert len(set(table.values())) == K  # distinct values, as Zoology draws them (drawn with replacement, ~half fail)
         queries = np.flatnonzero(m)
         assert len(queries) == K and set(x[queries]) == set(table)
         assert all(y[q] == table[x[q]] and x[q + 1] == table[x[q]] for q in queries)
     with pytest.raises(UserError, match="seq_len must be at least"):
         _task("mqar", seq_len=10, num_pairs=4)
+    with pytest.raises(UserError, match="raise vocab_size to at least 10"):
+        _task("mqar", seq_len=40, num_pairs=4, vocab_size=9)
 
 
 @pytest.mark.parametrize("name, options", [

@@ -21,7 +21,7 @@ import pathlib
 import sys
 
 from seqjax.experiment.report import mean_ci
-from seqjax.experiment.study import check_main
+from seqjax.experiment.study import check_main, ci_interval, ci_text
 
 HERE = pathlib.Path(__file__).resolve().parent
 PUBLISHED = {"mamba": "99.8 (Mamba, S6)", "s4d": "18.3 (S4, no gate)"}  # Gu & Dao 2023, Table 1, L=4096
@@ -29,26 +29,16 @@ SOLVED = 0.95  # claim 1: Mamba's mean test accuracy
 GAP = 0.2  # claim 2: Mamba's mean minus S4D's mean
 
 
-def interval(stats: dict) -> tuple[float, float]:
-    """``[mean - h, mean + h]`` (a single seed: the point)."""
-    h = stats["ci95"] or 0.0
-    return stats["mean"] - h, stats["mean"] + h
-
-
-def text(stats: dict) -> str:
-    return f"{stats['mean']:.3f}" + (f" ± {stats['ci95']:.3f}" if stats["ci95"] is not None else "")
-
-
 def claims(rows: list[dict]) -> list[tuple[str, str, str, bool | None]]:
     """``(claim, published, ours, holds)`` per claim; ``holds`` is None for a reported-only row."""
     stats = {m: mean_ci([r["test_accuracy"] for r in rows if r["model"] == m]) for m in dict.fromkeys(
         r["model"] for r in rows)}
     mamba, s4d = stats["mamba"], stats["s4d"]
-    out = [(f"Mamba (S6) solves it: mean >= {SOLVED}", PUBLISHED["mamba"], text(mamba), mamba["mean"] >= SOLVED),
+    out = [(f"Mamba (S6) solves it: mean >= {SOLVED}", PUBLISHED["mamba"], ci_text(mamba), mamba["mean"] >= SOLVED),
            (f"S4D clearly below Mamba: gap >= {GAP}, CIs disjoint", f"{PUBLISHED['s4d']} vs 99.8",
-            f"{text(s4d)} vs {mamba['mean']:.3f}",
-            mamba["mean"] - s4d["mean"] >= GAP and interval(s4d)[1] < interval(mamba)[0])]
-    out += [(f"{model}: reported only", "-", text(s), None) for model, s in stats.items() if model not in PUBLISHED]
+            f"{ci_text(s4d)} vs {mamba['mean']:.3f}",
+            mamba["mean"] - s4d["mean"] >= GAP and ci_interval(s4d)[1] < ci_interval(mamba)[0])]
+    out += [(f"{model}: reported only", "-", ci_text(s), None) for model, s in stats.items() if model not in PUBLISHED]
     return out
 
 

@@ -6,6 +6,11 @@ reads them and prints, claim by claim, the published value, ours and PASS/FAIL. 
 size; its default folder is ``runs/quick/<study>``, so a quick run never overwrites committed results, and
 ``check.py --quick`` reports without failing, since tiny models are not expected to hold the claims).
 
+A study that trains a sweep scores it with :func:`sweep_rows` (one row per trial: its own columns, then
+:func:`score_trial`'s) and checks its ``--quick`` run with :func:`check_quick`; :func:`cell_stats` gives the
+:func:`~seqjax.experiment.report.mean_ci` statistics of each cell of a table, which :func:`ci_text` and
+:func:`ci_interval` present.
+
 >>> import pathlib
 >>> parser = study_parser("A study.", pathlib.Path("experiments/adding"))
 >>> args = parser.parse_args(["--quick"])
@@ -13,6 +18,8 @@ size; its default folder is ``runs/quick/<study>``, so a quick run never overwri
 'runs/quick/adding'
 >>> str(study_out(parser.parse_args([])))
 'experiments/adding'
+>>> ci_text({"mean": 0.5, "ci95": 0.25}), ci_text({"mean": 0.5, "ci95": None}), ci_interval({"mean": 0.5, "ci95": 0.25})
+('0.500 ± 0.250', '0.500', (0.25, 0.75))
 >>> report_claims([("LSTM beats the RNN", "87 vs 21", "0.91 vs 0.40", True)], quick=False)
 claim              published ours         verdict
 LSTM beats the RNN 87 vs 21  0.91 vs 0.40 PASS
@@ -24,8 +31,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import pathlib
+import sys
 from typing import Callable, NamedTuple
+
+from omegaconf import DictConfig
+
+from seqjax.experiment.evaluate import evaluate_run
+from seqjax.experiment.report import mean_ci
+from seqjax.experiment.sweep import Trial, plan_sweep, run_sweep
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]  # the repository: commands in result rows are relative to it
 
 
 class Claim(NamedTuple):
@@ -75,3 +92,69 @@ def check_main(description: str, folder: pathlib.Path, claims: Callable[[list[di
     """A study's ``check.py``: ``claims`` of the rows in ``<out>/results.json``, printed; the exit code."""
     args = study_parser(description, folder, "read run.py --quick's results; never fail").parse_args()
     return report_claims(claims(json.loads((study_out(args) / "results.json").read_text())), args.quick)
+
+
+def cell_stats(rows: list[dict], keys: tuple[str, ...], metric: str = "test_accuracy") -> dict[tuple, dict]:
+    """Per cell (the rows sharing their values of ``keys``, keyed by those values in first-seen order):
+    :func:`~seqjax.experiment.report.mean_ci` of the cell's ``metric``.
+
+    >>> rows = [{"model": "a", "seed": 0, "acc": 0.5}, {"model": "b", "seed": 0, "acc": 1.0},
+    ...         {"model": "a", "seed": 1, "acc": 0.7}]
+    >>> {cell: round(s["mean"], 3) for cell, s in cell_stats(rows, ("model",), "acc").items()}
+    {('a',): 0.6, ('b',): 1.0}
+    """
+    values: dict[tuple, list[float]] = {}
+    for r in rows:
+        values.setdefault(tuple(r[k] for k in keys), []).append(r[metric])
+    return {cell: mean_ci(v) for cell, v in values.items()}
+
+
+def ci_text(stats: dict) -> str:
+    """``mean ± h`` of :func:`~seqjax.experiment.report.mean_ci`'s statistics, 3 decimals (one value: the mean)."""
+    return f"{stats['mean']:.3f}" + (f" ± {stats['ci95']:.3f}" if stats["ci95"] is not None else "")
+
+
+def ci_interval(stats: dict) -> tuple[float, float]:
+    """The 95% interval ``[mean - h, mean + h]`` (one value: the point)."""
+    h = stats["ci95"] or 0.0
+    return stats["mean"] - h, stats["mean"] + h
+
+
+def score_trial(trial: Trial) -> dict:
+    """A trained sweep trial's result columns: its summary (parameters, steps, best validation accuracy and the
+    validation accuracy at each evaluation, wall time), the test accuracy of its best validation checkpoint
+    (``seqjax eval``) and the ``seqjax train`` command that reproduces it."""
+    summary = json.loads((trial.run_dir / "summary.json").read_text())
+    rows = [json.loads(line) for line in (trial.run_dir / "metrics.jsonl").read_text().splitlines()]
+    test = evaluate_run(str(trial.run_dir))
+    command = " ".join(["seqjax train", str(trial.experiment.resolve().relative_to(ROOT)),
+                        *(o.replace(f"{ROOT}/", "") for o in trial.overrides)])
+    return {"params": summary["param_count"], "steps": summary["steps"], "best_step": test["step"],
+            "val_accuracy": summary["best"]["accuracy"], "test_accuracy": test["metrics"]["accuracy"],
+            "val_accuracy_by_step": {r["step"]: r["accuracy"] for r in rows if r["split"] == "val"},
+            "test_examples": test["examples"], "chance_accuracy": test["baseline"]["accuracy"],
+            "wall_s": summary["wall_time_s"], "command": command}
+
+
+def sweep_rows(sweep: pathlib.Path, out: pathlib.Path, overrides: list[str], columns: Callable[[DictConfig], dict],
+               vmap: bool | None = None) -> list[dict]:
+    """Train the sweep's trials (``run_sweep``; runs under ``out``) and score each: ``columns(cfg)`` (the
+    study's own columns, from the trial's config), then :func:`score_trial`'s; each row printed as it comes."""
+    failed = run_sweep(sweep, overrides=overrides, out=out, vmap=vmap)
+    if failed:
+        raise SystemExit(f"training failed for {[t.name for t in failed]}")
+    plan = plan_sweep(sweep, overrides=overrides, out=out)
+    rows = []
+    for trial, cfg in zip(plan.trials, plan.cfgs):
+        rows.append({**columns(cfg), **score_trial(trial)})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def check_quick(out: pathlib.Path, trials: int, outputs: tuple[str, ...] = ("results.md",)) -> None:
+    """A ``--quick`` run's assertion: ``outputs`` exist in ``out`` and ``results.json`` holds a row with finite
+    accuracies and wall time per trial."""
+    rows = json.loads((out / "results.json").read_text())
+    finite = all(math.isfinite(r[k]) for r in rows for k in ("val_accuracy", "test_accuracy", "wall_s"))
+    if not (all((out / name).is_file() for name in outputs) and len(rows) == trials and finite):
+        sys.exit(f"--quick: {out} lacks one of {list(outputs)}, or results.json lacks a finite row per trial")

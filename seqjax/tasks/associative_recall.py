@@ -1,6 +1,7 @@
 """Multi-query associative recall, MQAR (Arora et al. 2023, Zoology).
 
-Keys come from ``[1, V/2)`` (distinct within a sequence), values from ``[V/2, V)``.  The sequence opens
+Keys come from ``[1, V/2)``, values from ``[V/2, V)``; the ``K`` keys of a sequence are distinct, and so
+are its ``K`` values (both drawn without replacement, as Zoology draws them).  The sequence opens
 with ``K`` key-value pairs written interleaved, ``k_1 v_1 ... k_K v_K``; the rest (length ``L - 2K``,
 token 0 elsewhere) holds every key once more, in random order, in random two-token slots
 ``k_j v_j``.  At each queried key the model must output its value.
@@ -34,8 +35,10 @@ class AssociativeRecallOptions:
 @register_task("mqar", AssociativeRecallOptions)
 def associative_recall(opts: AssociativeRecallOptions) -> Task:
     L, K, V = opts.seq_len, opts.num_pairs, opts.vocab_size
+    # V//2 - 1 keys and V - V//2 values: a V with enough distinct keys for K pairs has enough values too
     if V // 2 - 1 < K:
-        raise UserError(f"mqar: vocab_size={V} gives only {V // 2 - 1} keys for num_pairs={K}; raise vocab_size")
+        raise UserError(f"mqar: vocab_size={V} gives only {V // 2 - 1} distinct keys (and {V - V // 2} values) "
+                        f"for num_pairs={K}; raise vocab_size to at least {2 * K + 2}")
     if (L - 2 * K) // 2 < K:
         raise UserError(f"mqar: seq_len={L} leaves no room for {K} queries after {K} pairs; "
                         f"seq_len must be at least {4 * K}")
@@ -45,7 +48,7 @@ def associative_recall(opts: AssociativeRecallOptions) -> Task:
         k_key, k_val, k_slot = jax.random.split(key, 3)
         rows = jnp.arange(batch_size)[:, None]
         keys = distinct_positions(k_key, batch_size, V // 2 - 1, K) + 1
-        values = jax.random.randint(k_val, (batch_size, K), V // 2, V, dtype=jnp.int32)
+        values = distinct_positions(k_val, batch_size, V - V // 2, K) + V // 2
         pairs = jnp.stack([keys, values], axis=-1).reshape(batch_size, 2 * K)
         # slot j of the query region starts at 2K + 2j; pair i is queried in slot query_slot[:, i]
         query_at = 2 * K + 2 * distinct_positions(k_slot, batch_size, slots, K)

@@ -1,0 +1,75 @@
+"""The MQAR claims, checked against the committed results: claim / published / ours / PASS-FAIL.
+
+Zoology (Arora et al. 2023, Fig. 2: accuracy against model width 64-512 at (L, K) = (64, 4), (128, 8),
+(256, 16), V=8192), read qualitatively: attention solves every setting at every width; the gated-convolution
+and time-invariant SSM family degrades as K grows at a fixed width; input-dependent recurrences (Mamba) lie in
+between and improve with width.  At CPU scale (``run.py``; test accuracy of each run's best validation
+checkpoint, mean over seeds, per model, (L, K) and width):
+
+1. attention solves it: the Transformer's mean >= ``SOLVED`` at each (L, K), at both widths (0.99: Fig. 2's
+   attention is at ceiling; 0.99 leaves 1% of the test queries to noise);
+2. S4D degrades as K grows: at each width, its mean at the largest K at least ``DROP`` below its mean at the
+   smallest K, the two 95% intervals disjoint (``seqjax.experiment.study.ci_interval``);
+3. Mamba in between: at each (L, K) and width, S4D's mean <= Mamba's mean <= the Transformer's mean (each
+   ``<=`` up to ``TIE``, so that two models at ceiling tie);
+4. Mamba improves with width: at each (L, K), its mean at the largest width >= its mean at the smallest
+   (up to ``TIE``).
+
+Usage:  python experiments/mqar/check.py [--out FOLDER] [--quick]
+
+Reads ``<out>/results.json`` (default: this folder).  Exits 1 when a claim fails, except with ``--quick``
+(the smoke test's 2-step models are not expected to hold the claims; it checks that the pipeline runs).
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+from seqjax.experiment.study import Claim, cell_stats, check_main, ci_interval, ci_text
+
+HERE = pathlib.Path(__file__).resolve().parent
+SOLVED = 0.99  # claim 1: the Transformer's mean test accuracy
+DROP = 0.1  # claim 2: S4D's mean at the smallest K minus at the largest
+TIE = 0.01  # claims 3, 4: a <= b means a <= b + TIE
+PUBLISHED = {"solved": "~1.0 at every width", "drop": "falls as K grows (gated convs)",
+             "between": "conv < Mamba < attention", "width": "rises with width"}  # Fig. 2, qualitatively
+
+
+def claims(rows: list[dict]) -> list[Claim]:
+    """Claims 1-4 of the module docstring, one row per (L, K) or per width."""
+    stats = cell_stats(rows, ("model", "seq_len", "num_pairs", "d_model"))
+    settings = sorted({(L, K) for _, L, K, _ in stats}, key=lambda s: (s[1], s[0]))  # by K
+    widths = sorted({w for *_, w in stats})
+
+    def mean(model: str, setting: tuple[int, int], width: int) -> float:
+        return stats[(model, *setting, width)]["mean"]
+
+    def per_width(model: str, setting: tuple[int, int]) -> str:
+        return " / ".join(ci_text(stats[(model, *setting, w)]) for w in widths)
+
+    at = "width " + " / ".join(str(w) for w in widths)
+    out = [Claim(f"attention solves L={L}, K={K}: mean >= {SOLVED} ({at})", PUBLISHED["solved"],
+                 per_width("transformer", (L, K)), all(mean("transformer", (L, K), w) >= SOLVED for w in widths))
+           for L, K in settings]
+    first, last = settings[0], settings[-1]
+    for w in widths:
+        small, large = stats[("s4d", *first, w)], stats[("s4d", *last, w)]
+        out.append(Claim(f"S4D falls from K={first[1]} to K={last[1]} at width {w}: by >= {DROP}, CIs disjoint",
+                         PUBLISHED["drop"], f"{ci_text(small)} -> {ci_text(large)}",
+                         small["mean"] - large["mean"] >= DROP and ci_interval(large)[1] < ci_interval(small)[0]))
+    for setting in settings:
+        order = [[mean(m, setting, w) for m in ("s4d", "mamba", "transformer")] for w in widths]
+        out.append(Claim(f"Mamba between S4D and attention at L={setting[0]}, K={setting[1]} ({at})",
+                         PUBLISHED["between"],
+                         " / ".join(" <= ".join(f"{v:.3f}" for v in means) for means in order),
+                         all(a <= b + TIE for means in order for a, b in zip(means, means[1:]))))
+    for setting in settings:
+        out.append(Claim(f"Mamba rises with width at L={setting[0]}, K={setting[1]} ({at})", PUBLISHED["width"],
+                         per_width("mamba", setting),
+                         mean("mamba", setting, widths[-1]) + TIE >= mean("mamba", setting, widths[0])))
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(check_main(__doc__.splitlines()[0], HERE, claims))

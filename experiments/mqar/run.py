@@ -1,0 +1,114 @@
+"""Multi-query associative recall (Zoology, Arora et al. 2023, Fig. 2) at CPU scale: accuracy against width.
+
+Runs ``seqjax sweep configs/sweeps/mqar.yaml`` (Transformer, Mamba and S4D, two layers each, at
+(L, K) in {(64, 4), (128, 8), (256, 16)} and width 64 and 128, seeds 0, 1, 2; each configuration's three
+seeds trained together in one vmapped program), scores each run's best validation checkpoint on the fixed
+test split with ``seqjax eval`` and writes to ``--out`` (default: here): ``results.json`` (one row per run:
+model, L, K, width, batch, seed, params, steps, best step, validation and test accuracy, the validation
+accuracy at each evaluation, wall time, the ``seqjax train`` command that reproduces it), ``results.md``
+(test accuracy, mean ± 95% CI over seeds, per model and width, one column per (L, K)) and
+``accuracy_vs_width.png`` (one panel per (L, K), as Zoology's Figure 2); run directories go to
+``<out>/runs/``.  A rerun skips the trials already trained (the sweep's rule) and scores them again.
+
+Usage:  python experiments/mqar/run.py [--out FOLDER] [--quick]
+
+``--quick`` is a smoke test of the same pipeline on the sweep cut to one tiny point of its search space
+(``QUICK_SPACE``: L=16, K=2, width 16, batch 4; every model, every seed), one layer, 2 steps
+(``QUICK_OVERRIDES``); results under ``--out`` (default ``runs/quick/mqar``); it fails unless every row holds
+finite accuracies.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import matplotlib
+from omegaconf import DictConfig, OmegaConf
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from seqjax.experiment.study import (  # noqa: E402
+    cell_stats, check_quick, ci_text, study_out, study_parser, sweep_rows)
+
+HERE = pathlib.Path(__file__).resolve().parent
+SWEEP = HERE.parent.parent / "configs" / "sweeps" / "mqar.yaml"
+PLOT = "accuracy_vs_width.png"
+QUICK_SPACE = {"task.seq_len": [16], "task.num_pairs": [2], "train.batch_size": [4], "model.d_model": [16]}
+QUICK_OVERRIDES = ["model.n_layers=1", "train.steps=2", "train.eval_every=2", "train.checkpoint_every=2",
+                   "train.eval_examples=8", "train.test_examples=8", "train.eval_batch_size=8", "optim.warmup_steps=1"]
+CELL = ("model", "seq_len", "num_pairs", "d_model")  # a table cell: the seeds of one model, (L, K) and width
+
+
+def quick_sweep(out: pathlib.Path) -> pathlib.Path:
+    """The study's sweep with every swept key (grid and zip) set to its ``QUICK_SPACE`` values and the
+    experiments' paths made absolute, written to ``<out>/quick_sweep.yaml``."""
+    spec = OmegaConf.load(SWEEP)
+    spec.experiment = [str((SWEEP.parent / e).resolve()) for e in spec.experiment]
+    for axis in ("grid", "zip"):
+        spec[axis] = {key: QUICK_SPACE[key] for key in spec[axis]}
+    path = out / "quick_sweep.yaml"
+    OmegaConf.save(spec, path)
+    return path
+
+
+def columns(cfg: DictConfig) -> dict:
+    """A row's own columns: the model and the point of the search space (``d_model`` is the width)."""
+    return {"model": cfg.name.removeprefix("mqar_"), "seq_len": cfg.task.seq_len, "num_pairs": cfg.task.num_pairs,
+            "d_model": cfg.model.d_model, "batch_size": cfg.train.batch_size, "seed": cfg.seed}
+
+
+def write(rows: list[dict], out: pathlib.Path) -> None:
+    """``results.json`` (the rows) and ``results.md`` (test accuracy, mean ± 95% CI, per model and width)."""
+    (out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+    stats = cell_stats(rows, CELL)
+    settings = sorted({(L, K) for _, L, K, _ in stats})
+    table = ["| model | width | params | steps | " + " | ".join(f"L={L}, K={K}" for L, K in settings) + " |",
+             "|---|---|---|---|" + "---|" * len(settings)]
+    for model, width in dict.fromkeys((m, w) for m, _, _, w in stats):
+        runs = [r for r in rows if (r["model"], r["d_model"]) == (model, width)]
+        params, steps = ("/".join(str(v) for v in dict.fromkeys(r[k] for r in runs)) for k in ("params", "steps"))
+        table.append(f"| {model} | {width} | {params} | {steps} | "
+                     + " | ".join(ci_text(stats[model, L, K, width]) for L, K in settings) + " |")
+    (out / "results.md").write_text("\n".join(table) + "\n")
+
+
+def plot(rows: list[dict], path: pathlib.Path) -> None:
+    """Test accuracy against width, one panel per (L, K), one line per model (mean, 95% CI bars), chance dashed."""
+    stats = cell_stats(rows, CELL)
+    settings = sorted({(L, K) for _, L, K, _ in stats})
+    fig, axes = plt.subplots(1, len(settings), figsize=(4 * len(settings), 3.5), sharey=True, squeeze=False)
+    for ax, (L, K) in zip(axes[0], settings):
+        for model in dict.fromkeys(m for m, *_ in stats):
+            points = sorted((w, s) for (m, l, k, w), s in stats.items() if (m, l, k) == (model, L, K))
+            ax.errorbar([w for w, _ in points], [s["mean"] for _, s in points],
+                        yerr=[s["ci95"] or 0.0 for _, s in points], marker="o", capsize=3, label=model)
+        ax.axhline(rows[0]["chance_accuracy"], color="gray", ls="--", label="chance")
+        ax.set_xscale("log", base=2)
+        widths = sorted({w for _, l, k, w in stats if (l, k) == (L, K)})
+        ax.set_xticks(widths, [str(w) for w in widths])
+        ax.set_title(f"L={L}, K={K}")
+        ax.set_xlabel("model width (d_model)")
+    axes[0][0].set_ylabel("test accuracy")
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = study_parser(__doc__.splitlines()[0], HERE,
+                          f"a smoke test: the sweep at {QUICK_SPACE}, with {QUICK_OVERRIDES}")
+    args = parser.parse_args()
+    out = study_out(args, create=True)
+    sweep, overrides = (quick_sweep(out), QUICK_OVERRIDES) if args.quick else (SWEEP, [])
+    rows = sweep_rows(sweep, out / "runs", overrides, columns)
+    write(rows, out)
+    plot(rows, out / PLOT)
+    print((out / "results.md").read_text())
+    if args.quick:
+        check_quick(out, len(rows), ("results.md", PLOT))
+
+
+if __name__ == "__main__":
+    main()

@@ -14,7 +14,7 @@ and ``results.md`` (test loss, mean ± 95% CI over seeds) to
 
 Usage:  python experiments/bai_table1/run.py [--out FOLDER] [--quick]
 
-``--quick`` is a smoke test of the same pipeline: one seed per model, trained for 2 steps at T=24 on tiny
+``--quick`` is a smoke test of the same pipeline: one seed per model (``study.quick_sweep``), trained for 2 steps at T=24 on tiny
 batches, results under ``--out`` (default ``runs/quick/bai_table1``); it fails unless every row holds finite losses.
 """
 
@@ -25,11 +25,11 @@ import math
 import pathlib
 import sys
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from seqjax.experiment.evaluate import evaluate_run
 from seqjax.experiment.report import mean_ci
-from seqjax.experiment.study import study_out, study_parser
+from seqjax.experiment.study import quick_sweep, study_out, study_parser
 from seqjax.experiment.sweep import Trial, plan_sweep, run_sweep
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -39,16 +39,6 @@ SWEEPS = {"adding": ROOT / "configs" / "sweeps" / "bai_table1_adding.yaml",
 LOSS = {"adding": "MSE", "copy": "cross-entropy"}  # what each task's loss is
 QUICK_OVERRIDES = ["task.seq_len=24", "train.steps=2", "train.eval_every=2", "train.checkpoint_every=2",
                    "train.batch_size=4", "train.eval_examples=8", "train.test_examples=8", "train.eval_batch_size=8"]
-
-
-def one_seed(sweep: pathlib.Path, out: pathlib.Path) -> pathlib.Path:
-    """A copy of ``sweep`` under ``out`` with its first seed only (``--quick``), its experiments' paths absolute."""
-    spec = OmegaConf.load(sweep)
-    spec.seeds = spec.seeds[:1]
-    spec.experiment = [str((sweep.parent / e).resolve()) for e in spec.experiment]
-    copy = out / sweep.name
-    copy.write_text(OmegaConf.to_yaml(spec))
-    return copy
 
 
 def score(trial: Trial, cfg: DictConfig, task: str) -> dict:
@@ -102,7 +92,7 @@ def main() -> None:
     overrides = QUICK_OVERRIDES if args.quick else []
     rows = []
     for task, sweep in SWEEPS.items():
-        sweep = one_seed(sweep, out) if args.quick else sweep
+        sweep = quick_sweep(sweep, out) if args.quick else sweep
         failed = run_sweep(sweep, overrides=overrides, out=out / "runs" / task, vmap=False)
         if failed:
             raise SystemExit(f"training failed for {[t.name for t in failed]}")

@@ -13,7 +13,7 @@ accuracy at each evaluation, wall time, the ``seqjax train`` command that reprod
 Usage:  python experiments/mqar/run.py [--out FOLDER] [--quick]
 
 ``--quick`` is a smoke test of the same pipeline on the sweep cut to one tiny point of its search space
-(``QUICK_SPACE``: L=16, K=2, width 16, batch 4; every model, every seed), one layer, 2 steps
+(``QUICK_SPACE``: L=16, K=2, width 16, batch 4; every model, its first seed: ``study.quick_sweep``), one layer, 2 steps
 (``QUICK_OVERRIDES``); results under ``--out`` (default ``runs/quick/mqar``); it fails unless every row holds
 finite accuracies.
 """
@@ -24,13 +24,13 @@ import json
 import pathlib
 
 import matplotlib
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from seqjax.experiment.study import (  # noqa: E402
-    cell_stats, check_quick, ci_text, study_out, study_parser, sweep_rows)
+    cell_stats, check_quick, ci_text, quick_sweep, study_out, study_parser, sweep_rows)
 
 HERE = pathlib.Path(__file__).resolve().parent
 SWEEP = HERE.parent.parent / "configs" / "sweeps" / "mqar.yaml"
@@ -39,18 +39,6 @@ QUICK_SPACE = {"task.seq_len": [16], "task.num_pairs": [2], "train.batch_size": 
 QUICK_OVERRIDES = ["model.n_layers=1", "train.steps=2", "train.eval_every=2", "train.checkpoint_every=2",
                    "train.eval_examples=8", "train.test_examples=8", "train.eval_batch_size=8", "optim.warmup_steps=1"]
 CELL = ("model", "seq_len", "num_pairs", "d_model")  # a table cell: the seeds of one model, (L, K) and width
-
-
-def quick_sweep(out: pathlib.Path) -> pathlib.Path:
-    """The study's sweep with every swept key (grid and zip) set to its ``QUICK_SPACE`` values and the
-    experiments' paths made absolute, written to ``<out>/quick_sweep.yaml``."""
-    spec = OmegaConf.load(SWEEP)
-    spec.experiment = [str((SWEEP.parent / e).resolve()) for e in spec.experiment]
-    for axis in ("grid", "zip"):
-        spec[axis] = {key: QUICK_SPACE[key] for key in spec[axis]}
-    path = out / "quick_sweep.yaml"
-    OmegaConf.save(spec, path)
-    return path
 
 
 def columns(cfg: DictConfig) -> dict:
@@ -101,7 +89,7 @@ def main() -> None:
                           f"a smoke test: the sweep at {QUICK_SPACE}, with {QUICK_OVERRIDES}")
     args = parser.parse_args()
     out = study_out(args, create=True)
-    sweep, overrides = (quick_sweep(out), QUICK_OVERRIDES) if args.quick else (SWEEP, [])
+    sweep, overrides = (quick_sweep(SWEEP, out, QUICK_SPACE), QUICK_OVERRIDES) if args.quick else (SWEEP, [])
     rows = sweep_rows(sweep, out / "runs", overrides, columns)
     write(rows, out)
     plot(rows, out / PLOT)

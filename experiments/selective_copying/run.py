@@ -10,8 +10,8 @@ the trials already trained (the sweep's rule) and scores them again.
 
 Usage:  python experiments/selective_copying/run.py [--sweep FILE] [--out FOLDER] [--quick]
 
-``--quick`` is a smoke test of the same pipeline: every trial trained for 2 steps at L=8, M=4 on tiny batches,
-results under ``--out`` (default ``runs/quick/selective_copying``); it fails unless every row holds finite
+``--quick`` is a smoke test of the same pipeline: one seed of each model (``study.quick_sweep``) trained for 2
+steps at L=8, M=4 on tiny batches, results under ``--out`` (default ``runs/quick/selective_copying``); it fails unless every row holds finite
 accuracies.
 """
 
@@ -21,7 +21,7 @@ import json
 import pathlib
 
 from seqjax.experiment.report import mean_ci
-from seqjax.experiment.study import check_quick, ci_text, study_out, study_parser, sweep_rows
+from seqjax.experiment.study import check_quick, ci_text, quick_sweep, study_out, study_parser, sweep_rows
 
 HERE = pathlib.Path(__file__).resolve().parent
 SWEEP = HERE.parent.parent / "configs" / "sweeps" / "selective_copy.yaml"
@@ -48,7 +48,8 @@ def main() -> None:
     parser.add_argument("--sweep", type=pathlib.Path, default=SWEEP, help="the sweep file (default: %(default)s)")
     args = parser.parse_args()
     out = study_out(args, create=True)
-    rows = sweep_rows(args.sweep, out / "runs", QUICK_OVERRIDES if args.quick else [],
+    sweep = quick_sweep(args.sweep, out) if args.quick else args.sweep
+    rows = sweep_rows(sweep, out / "runs", QUICK_OVERRIDES if args.quick else [],
                       lambda cfg: {"model": cfg.name.removeprefix("selective_copy_"), "seed": cfg.seed}, vmap=False)
     write(rows, out)
     print((out / "results.md").read_text())

@@ -36,7 +36,7 @@ import pathlib
 import sys
 from typing import Callable, NamedTuple
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from seqjax.experiment.evaluate import evaluate_run
 from seqjax.experiment.report import mean_ci
@@ -149,6 +149,29 @@ def sweep_rows(sweep: pathlib.Path, out: pathlib.Path, overrides: list[str], col
         rows.append({**columns(cfg), **score_trial(trial)})
         print(json.dumps(rows[-1]), flush=True)
     return rows
+
+
+def quick_sweep(sweep: pathlib.Path, out: pathlib.Path, space: dict[str, list] | None = None) -> pathlib.Path:
+    """A ``--quick`` copy of ``sweep``, written to ``<out>/quick_<name>``: its first seed, each swept key (grid and
+    zip axes) at ``space[key]`` or else its first value, every experiment of the file, their paths made absolute.
+    A smoke test then trains one point of the search space per experiment, not the study's grid of seeds.
+
+    >>> import tempfile
+    >>> path = quick_sweep(ROOT / "configs/sweeps/mqar.yaml", pathlib.Path(tempfile.mkdtemp()), {"model.d_model": [16]})
+    >>> spec = OmegaConf.to_container(OmegaConf.load(path))
+    >>> len(spec["experiment"]), spec["seeds"], spec["grid"], spec["zip"]
+    (3, [0], {'model.d_model': [16]}, {'task.seq_len': [64], 'task.num_pairs': [4], 'train.batch_size': [8]})
+    """
+    spec = OmegaConf.load(sweep)
+    experiments = [spec.experiment] if isinstance(spec.experiment, str) else list(spec.experiment)
+    spec.experiment = [str((sweep.parent / e).resolve()) for e in experiments]
+    spec.seeds = list(spec.get("seeds", [0]))[:1]
+    for axis in ("grid", "zip"):
+        if axis in spec:
+            spec[axis] = {key: (space or {}).get(key, list(values)[:1]) for key, values in spec[axis].items()}
+    path = out / f"quick_{sweep.name}"
+    OmegaConf.save(spec, path)
+    return path
 
 
 def check_quick(out: pathlib.Path, trials: int, outputs: tuple[str, ...] = ("results.md",)) -> None:

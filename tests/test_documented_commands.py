@@ -117,8 +117,8 @@ def small(cmd: list[str], scratch: Path) -> tuple[dict[str, str], list[str]]:
 
 
 def _committed_results() -> dict[Path, int]:
-    files = [p for p in (ROOT / "experiments").rglob("*")
-             if p.suffix in (".md", ".json", ".csv", ".png") and p.name != "README.md"]
+    files = [p for p in (ROOT / "experiments").rglob("*")  # not under runs/ (git-ignored: a study running here)
+             if p.suffix in (".md", ".json", ".csv", ".png") and p.name != "README.md" and "runs" not in p.parts]
     return {p: p.stat().st_mtime_ns for p in files}
 
 

@@ -60,7 +60,10 @@ def test_two_trainers_on_one_run_dir_the_second_exits_2_naming_the_first(tmp_pat
     cmd = [sys.executable, "-m", "seqjax.cli", "train", SMOKE, f"run_dir={run_dir}", "train.steps=1000000",
            "train.log_every=1", "train.eval_every=1000", "train.checkpoint_every=1000"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    first = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # SIGINT at its default in the child: a suite started in the background of a non-interactive shell ignores
+    # it, and the ignored disposition would be inherited, leaving the first trainer deaf to the SIGINT below
+    first = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         _wait_for(lambda: len(read_rows(run_dir)) >= 1, 240, first)  # the first is training
         second = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)

@@ -14,22 +14,21 @@ and ``results.md`` (test loss, mean ± 95% CI over seeds) to
 
 Usage:  python experiments/bai_table1/run.py [--out FOLDER] [--quick]
 
-``--quick`` is a smoke test of the same pipeline: one seed per model (``study.quick_sweep``), trained for 2 steps at T=24 on tiny
-batches, results under ``--out`` (default ``runs/quick/bai_table1``); it fails unless every row holds finite losses.
+``--quick`` is a smoke test of the same pipeline: one seed per model (``study.quick_sweep``), trained for 2 steps
+at T=24 on tiny batches, results under ``--out`` (default ``runs/quick/bai_table1``); it fails unless every row
+holds finite losses.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import pathlib
-import sys
 
 from omegaconf import DictConfig
 
 from seqjax.experiment.evaluate import evaluate_run
 from seqjax.experiment.report import mean_ci
-from seqjax.experiment.study import quick_sweep, study_out, study_parser
+from seqjax.experiment.study import check_quick, quick_sweep, study_out, study_parser, trial_command
 from seqjax.experiment.sweep import Trial, plan_sweep, run_sweep
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -46,15 +45,13 @@ def score(trial: Trial, cfg: DictConfig, task: str) -> dict:
     summary = json.loads((trial.run_dir / "summary.json").read_text())
     rows = [json.loads(line) for line in (trial.run_dir / "metrics.jsonl").read_text().splitlines()]
     test = evaluate_run(str(trial.run_dir))
-    command = " ".join(["seqjax train", str(trial.experiment.resolve().relative_to(ROOT)),
-                        *(o.replace(f"{ROOT}/", "") for o in trial.overrides)])
     return {"model": cfg.model.name, "task": task, "T": cfg.task.seq_len, "seed": cfg.seed,
             "params": summary["param_count"], "steps": summary["steps"], "batch_size": cfg.train.batch_size,
             "best_step": test["step"], "best_val_loss": summary["best"]["loss"],
             "final_val_loss": summary["final"]["val"]["loss"], "test_loss": test["metrics"]["loss"],
             "baseline_loss": test["baseline"]["loss"], "test_examples": test["examples"],
             "val_loss_by_step": {r["step"]: r["loss"] for r in rows if r["split"] == "val"},
-            "wall_s": summary["wall_time_s"], "command": command}
+            "wall_s": summary["wall_time_s"], "command": trial_command(trial)}
 
 
 def cell(values: list[float]) -> str:
@@ -77,14 +74,6 @@ def write(rows: list[dict], out: pathlib.Path) -> None:
     (out / "results.md").write_text("\n".join(table) + "\n")
 
 
-def check_quick(out: pathlib.Path, trials: int) -> None:
-    """The smoke test's assertion: both outputs exist and ``results.json`` holds a finite row per trial."""
-    rows = json.loads((out / "results.json").read_text())
-    finite = all(math.isfinite(r[k]) for r in rows for k in ("best_val_loss", "test_loss", "wall_s"))
-    if not ((out / "results.md").is_file() and len(rows) == trials and finite):
-        sys.exit(f"--quick: {out} lacks results.md, or results.json lacks a finite row per trial")
-
-
 def main() -> None:
     parser = study_parser(__doc__.splitlines()[0], HERE, f"a smoke test at a tiny size: {QUICK_OVERRIDES}")
     args = parser.parse_args()
@@ -103,7 +92,7 @@ def main() -> None:
         write(rows, out)
     print((out / "results.md").read_text())
     if args.quick:
-        check_quick(out, len(rows))
+        check_quick(out, len(rows), finite=("best_val_loss", "test_loss", "wall_s"))
 
 
 if __name__ == "__main__":

@@ -42,7 +42,5 @@ def claims(rows: list[dict]) -> list[tuple[str, str, str, bool | None]]:
     return out
 
 
-
-
 if __name__ == "__main__":
     sys.exit(check_main(__doc__.splitlines()[0], HERE, claims))

@@ -11,8 +11,8 @@ the trials already trained (the sweep's rule) and scores them again.
 Usage:  python experiments/selective_copying/run.py [--sweep FILE] [--out FOLDER] [--quick]
 
 ``--quick`` is a smoke test of the same pipeline: one seed of each model (``study.quick_sweep``) trained for 2
-steps at L=8, M=4 on tiny batches, results under ``--out`` (default ``runs/quick/selective_copying``); it fails unless every row holds finite
-accuracies.
+steps at L=8, M=4 on tiny batches, results under ``--out`` (default ``runs/quick/selective_copying``); it fails
+unless every row holds finite accuracies.
 """
 
 from __future__ import annotations

@@ -49,7 +49,5 @@ def claims(rows: list[dict]) -> list[tuple[str, str, str, bool]]:
     return out
 
 
-
-
 if __name__ == "__main__":
     sys.exit(check_main(__doc__.splitlines()[0], HERE, claims))

@@ -58,7 +58,5 @@ def claims(raw: dict) -> list[tuple[str, str, str, bool]]:
     ]
 
 
-
-
 if __name__ == "__main__":
     raise SystemExit(check_main(__doc__.splitlines()[0], pathlib.Path(__file__).resolve().parent, claims))

@@ -127,13 +127,17 @@ def score_trial(trial: Trial) -> dict:
     summary = json.loads((trial.run_dir / "summary.json").read_text())
     rows = [json.loads(line) for line in (trial.run_dir / "metrics.jsonl").read_text().splitlines()]
     test = evaluate_run(str(trial.run_dir))
-    command = " ".join(["seqjax train", str(trial.experiment.resolve().relative_to(ROOT)),
-                        *(o.replace(f"{ROOT}/", "") for o in trial.overrides)])
     return {"params": summary["param_count"], "steps": summary["steps"], "best_step": test["step"],
             "val_accuracy": summary["best"]["accuracy"], "test_accuracy": test["metrics"]["accuracy"],
             "val_accuracy_by_step": {r["step"]: r["accuracy"] for r in rows if r["split"] == "val"},
             "test_examples": test["examples"], "chance_accuracy": test["baseline"]["accuracy"],
-            "wall_s": summary["wall_time_s"], "command": command}
+            "wall_s": summary["wall_time_s"], "command": trial_command(trial)}
+
+
+def trial_command(trial: Trial) -> str:
+    """The ``seqjax train`` command that reproduces ``trial``, its paths relative to the repository."""
+    return " ".join(["seqjax train", str(trial.experiment.resolve().relative_to(ROOT)),
+                     *(o.replace(f"{ROOT}/", "") for o in trial.overrides)])
 
 
 def sweep_rows(sweep: pathlib.Path, out: pathlib.Path, overrides: list[str], columns: Callable[[DictConfig], dict],
@@ -174,10 +178,11 @@ def quick_sweep(sweep: pathlib.Path, out: pathlib.Path, space: dict[str, list] |
     return path
 
 
-def check_quick(out: pathlib.Path, trials: int, outputs: tuple[str, ...] = ("results.md",)) -> None:
-    """A ``--quick`` run's assertion: ``outputs`` exist in ``out`` and ``results.json`` holds a row with finite
-    accuracies and wall time per trial."""
+def check_quick(out: pathlib.Path, trials: int, outputs: tuple[str, ...] = ("results.md",),
+                finite: tuple[str, ...] = ("val_accuracy", "test_accuracy", "wall_s")) -> None:
+    """A ``--quick`` run's assertion: ``outputs`` exist in ``out`` and ``results.json`` holds a row per trial
+    whose ``finite`` columns are finite."""
     rows = json.loads((out / "results.json").read_text())
-    finite = all(math.isfinite(r[k]) for r in rows for k in ("val_accuracy", "test_accuracy", "wall_s"))
+    finite = all(math.isfinite(r[k]) for r in rows for k in finite)
     if not (all((out / name).is_file() for name in outputs) and len(rows) == trials and finite):
         sys.exit(f"--quick: {out} lacks one of {list(outputs)}, or results.json lacks a finite row per trial")

@@ -1,9 +1,10 @@
 """Every documented command runs: each ```bash block of README.md and experiments/*/README.md.
 
-The blocks are parsed from the files, so a new one is covered the moment it is written.  Each README's
-blocks run in order in one scratch directory (``configs`` and ``experiments`` linked into it), so a block
-can use what an earlier one made (``seqjax eval runs/adding_lstm`` after ``seqjax train``).  Each command
-runs at a tiny size:
+The blocks are parsed from the files, so a new one is covered the moment it is written.  The blocks of one
+section of a README (the text under one ``#``/``##`` heading) run in order in one scratch directory
+(``configs`` and ``experiments`` linked into it), so a block can use what an earlier one of its section made
+(``seqjax eval runs/adding_lstm`` after ``seqjax train``); sections are independent, so the suite's workers
+share them.  Each command runs at a tiny size:
 
 * ``seqjax train FILE ...``: the shipped-config test's tiny size (``tests/tiny.py``: ``train.*``, and the
   model's widths and depths and the task's lengths where ``FILE`` is an experiment config) inserted after
@@ -19,8 +20,8 @@ committed result under ``experiments/``.  An annotation on the line right before
 ``<!-- test: slow (why) -->`` (run with ``pytest -m slow``) or ``<!-- test: skip (why) -->``.
 Subprocesses share the suite's JAX compilation cache (``tests/conftest.py``), which halves the cost of repeated
 commands.
-Under pytest-xdist, a worker given a later block first runs the earlier ones it has not run itself;
-``--dist loadgroup`` keeps each README's blocks on one worker and avoids that.
+Under pytest-xdist, a worker given a later block first runs the earlier ones of its section it has not run
+itself; ``--dist loadgroup`` keeps each section's blocks on one worker and avoids that.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ DOCS = [ROOT / "README.md", *sorted(ROOT.glob("experiments/*/README.md"))]
 LINKED = ("configs", "experiments", "scripts")  # reachable from the scratch directory
 TIMEOUT_S = 900  # per command; a hung command fails instead of stalling the suite
 FENCE = re.compile(r"^```bash\s*$")
+HEADING = re.compile(r"^#{1,2} ")  # a README's title and its sections
 ANNOTATION = re.compile(r"^<!--\s*test:\s*(slow|skip)\s*(?:\((.+)\))?\s*-->\s*$")
 
 
@@ -55,18 +57,28 @@ class Block:
     text: str
     mark: str | None  # None | "slow" | "skip"
     reason: str
+    section: int = 0  # 1-based line of the heading above the block (0: none)
 
     @property
     def id(self) -> str:
         return f"{self.doc.relative_to(ROOT)}:{self.line}"
 
+    @property
+    def group(self) -> str:
+        """The blocks that share a scratch directory and a worker: one section of one README."""
+        return f"{self.doc.relative_to(ROOT)}:{self.section}"
+
 
 def parse_blocks(doc: Path) -> list[Block]:
     """The ```bash blocks of ``doc`` with their annotations; a malformed ``<!-- test:`` line is an error."""
     lines = doc.read_text().splitlines()
-    blocks, i = [], 0
+    blocks, i, section = [], 0, 0
     while i < len(lines):
-        if FENCE.match(lines[i]):
+        if HEADING.match(lines[i]):
+            section = i + 1
+        elif lines[i].startswith("```") and not FENCE.match(lines[i]):  # another language's block: its '#' lines
+            i = next((j for j in range(i + 1, len(lines)) if lines[j].strip() == "```"), len(lines))  # aren't headings
+        elif FENCE.match(lines[i]):
             end = next((j for j in range(i + 1, len(lines)) if lines[j].strip() == "```"), None)
             if end is None:
                 raise ValueError(f"{doc}:{i + 1}: unclosed ```bash block")
@@ -78,7 +90,7 @@ def parse_blocks(doc: Path) -> list[Block]:
                     raise ValueError(f"{doc}:{i}: bad annotation {before!r}: write <!-- test: slow (why) --> "
                                      "or <!-- test: skip (why) -->")
                 mark, reason = m.group(1), m.group(2) or ""
-            blocks.append(Block(doc, i + 1, "\n".join(lines[i + 1:end]), mark, reason))
+            blocks.append(Block(doc, i + 1, "\n".join(lines[i + 1:end]), mark, reason, section))
             i = end
         i += 1
     return blocks
@@ -147,18 +159,18 @@ def run_command(env: dict[str, str], argv: list[str], scratch: Path) -> str | No
 
 BLOCKS = [b for doc in DOCS for b in parse_blocks(doc)]
 _results: dict[str, str | None] = {}  # block id -> None (passed) or its failure, this process
-_scratch: dict[Path, Path] = {}  # README -> its scratch directory, this process
+_scratch: dict[str, Path] = {}  # section (Block.group) -> its scratch directory, this process
 
 
 def _run_block(block: Block, tmp_path_factory) -> str | None:
     if block.id in _results:
         return _results[block.id]
-    if block.doc not in _scratch:
-        scratch = tmp_path_factory.mktemp(re.sub(r"\W+", "_", str(block.doc.relative_to(ROOT))))
+    if block.group not in _scratch:
+        scratch = tmp_path_factory.mktemp(re.sub(r"\W+", "_", block.group))
         for name in LINKED:
             (scratch / name).symlink_to(ROOT / name, target_is_directory=True)
-        _scratch[block.doc] = scratch
-    scratch = _scratch[block.doc]
+        _scratch[block.group] = scratch
+    scratch = _scratch[block.group]
     failure = None
     for cmd in commands(block.text):
         failure = run_command(*small(cmd, scratch), scratch)
@@ -169,7 +181,7 @@ def _run_block(block: Block, tmp_path_factory) -> str | None:
 
 
 def _marks(block: Block) -> list:
-    marks = [pytest.mark.xdist_group(str(block.doc.relative_to(ROOT)))]  # one worker per README (loadgroup)
+    marks = [pytest.mark.xdist_group(block.group)]  # one worker per section (loadgroup)
     if block.mark == "slow":
         marks.append(pytest.mark.slow)
     elif block.mark == "skip":
@@ -179,11 +191,11 @@ def _marks(block: Block) -> list:
 
 @pytest.mark.parametrize("block", [pytest.param(b, id=b.id, marks=_marks(b)) for b in BLOCKS])
 def test_documented_block_runs(block: Block, tmp_path_factory):
-    for earlier in BLOCKS:  # the README's earlier blocks first, in its scratch directory (once per process)
+    for earlier in BLOCKS:  # the section's earlier blocks first, in its scratch directory (once per process)
         if earlier is block:
             break
-        if earlier.doc == block.doc and earlier.mark is None and _run_block(earlier, tmp_path_factory):
-            pytest.fail(f"an earlier block of the same README, {earlier.id}, failed:\n{_results[earlier.id]}")
+        if earlier.group == block.group and earlier.mark is None and _run_block(earlier, tmp_path_factory):
+            pytest.fail(f"an earlier block of the same section, {earlier.id}, failed:\n{_results[earlier.id]}")
     failure = _run_block(block, tmp_path_factory)
     if failure:
         pytest.fail(f"{block.id}:\n{failure}")
@@ -194,11 +206,12 @@ def test_blocks_are_found_and_parsed(tmp_path):
     assert any(b.doc.name == "README.md" and b.doc.parent == ROOT for b in BLOCKS)
     assert {b.doc for b in BLOCKS} >= {ROOT / "experiments/complexity/README.md"}
     doc = tmp_path / "README.md"
-    doc.write_text("text\n<!-- test: slow (two hours) -->\n```bash\npip install -e . && seqjax train a.yaml k=1"
-                   "   # trains\n```\n\n```bash\nX=1 python experiments/s/run.py --n 2 \\\n  --m 3\n```\n"
-                   "```python\nnot_bash()\n```\n")
-    slow, plain = parse_blocks(doc)
+    doc.write_text("# Title\n<!-- test: slow (two hours) -->\n```bash\npip install -e . && seqjax train a.yaml k=1"
+                   "   # trains\n```\n## Section\n```bash\nX=1 python experiments/s/run.py --n 2 \\\n  --m 3\n```\n"
+                   "```python\n# not a heading\n```\n```bash\nls\n```\n")
+    slow, plain, after_python = parse_blocks(doc)
     assert (slow.line, slow.mark, slow.reason, plain.mark) == (3, "slow", "two hours", None)
+    assert (slow.section, plain.section, after_python.section) == (1, 6, 6) and slow.group != plain.group
     assert commands(slow.text) == [["seqjax", "train", "a.yaml", "k=1"]]
     assert small(commands(slow.text)[0], tmp_path) == ({}, ["seqjax", "train", "a.yaml", *TINY_TRAIN, "k=1"])
     assert small(commands(plain.text)[0], tmp_path) == (

@@ -1,15 +1,16 @@
-"""Optuna (TPE + successive-halving pruning) against the full grid over the same space, on the adding problem.
+"""Optuna (TPE + successive-halving or Hyperband pruning) against the full grid over the same space, on the adding problem.
 
 The grid ``configs/sweeps/adding_lstm_grid.yaml`` (an LSTM on adding T=50, 6 learning rates x 3 widths,
-600 steps each) and the search ``configs/sweeps/search_adding_halving.yaml`` (TPE over the same 18
-points, successive-halving pruning from step 200) are run in this process, each into its own folder.
+600 steps each) and each search (``--search FILE ...``; default ``configs/sweeps/search_adding_halving.yaml``
+and ``configs/sweeps/search_adding_hyperband.yaml``: TPE over the same 18 points, successive-halving or
+Hyperband pruning from step 200) are run in this process, each into its own folder.
 Each side's *budget* is the training steps it spent (a pruned trial counts the steps it ran), and its
 *result* the best validation MSE of any of its trials.  The claim (issue 14): the search reaches a
 validation MSE within 10% of the grid's best while spending at most a third of the grid's steps.
 
 Run: ``python experiments/benchmarks/optuna_vs_grid.py`` (``--quick``: two points of the space, two trials
 and a few steps, to check it runs; ``--out DIR``, default ``runs/benchmarks/optuna_vs_grid``; results in
-``<out>/results.json``).
+``<out>/results.json``, one entry per search; every trial's validation curve in ``<out>/trials.json``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from seqjax.experiment.writers import read_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 GRID = ROOT / "configs" / "sweeps" / "adding_lstm_grid.yaml"
-SEARCH = ROOT / "configs" / "sweeps" / "search_adding_halving.yaml"
+SEARCHES = [ROOT / "configs" / "sweeps" / f"search_adding_{pruner}.yaml" for pruner in ("halving", "hyperband")]
 QUICK = ["train.steps=6", "train.eval_every=2", "train.checkpoint_every=6", "train.eval_examples=32",
          "train.test_examples=32"]
 
@@ -43,6 +44,20 @@ def spent(run_dirs: list[Path]) -> tuple[int, float]:
     return steps, best
 
 
+def curves(run_dirs: list[Path], axes: list[str]) -> list[dict]:
+    """Each run's swept values, steps run, best validation MSE, pruning step and validation curve."""
+    out = []
+    for run_dir in run_dirs:
+        cfg, rows = OmegaConf.load(run_dir / "config.yaml"), read_rows(run_dir)
+        pruned = run_dir / "pruned.json"
+        out.append({"run": run_dir.name, **{k: OmegaConf.select(cfg, k) for k in axes},
+                     "steps": max((r["step"] for r in rows if r["split"] == "train"), default=0),
+                     "best_val_mse": min((r["mse"] for r in rows if r["split"] == "val"), default=None),
+                     "pruned_at_step": json.loads(pruned.read_text())["pruned_at_step"] if pruned.exists() else None,
+                     "val_mse_curve": [[r["step"], r["mse"]] for r in rows if r["split"] == "val"]})
+    return out
+
+
 def same_space(grid: Path, search: Path) -> None:
     """The search samples exactly the grid's points: the comparison is over one space."""
     axes = OmegaConf.to_container(OmegaConf.load(grid).grid)
@@ -50,63 +65,66 @@ def same_space(grid: Path, search: Path) -> None:
     assert axes == {k: d["choice"] for k, d in space.items()}, (axes, space)
 
 
-def shrunk(grid: Path, search: Path, out: Path) -> tuple[Path, Path]:
-    """Copies of the two sweep files over the first two learning rates and the first width, with two trials."""
-    files = []
-    for path in (grid, search):
-        spec = OmegaConf.load(path)
-        spec.experiment = str((path.parent / spec.experiment).resolve())
-        keep = {"optim.lr": 2, "model.hidden_size": 1}
-        if "grid" in spec:
-            spec.grid = {k: list(v)[: keep[k]] for k, v in spec.grid.items()}
-        else:
-            spec.search.space = {k: {"choice": list(d.choice)[: keep[k]]} for k, d in spec.search.space.items()}
-            spec.search.n_trials = 2
-        files.append(out / path.name)
-        files[-1].write_text(OmegaConf.to_yaml(spec))
-    return files[0], files[1]
+def shrunk(path: Path, out: Path) -> Path:
+    """A copy of the sweep file ``path`` over the first two learning rates and the first width, with two trials."""
+    spec = OmegaConf.load(path)
+    spec.experiment = str((path.parent / spec.experiment).resolve())
+    keep = {"optim.lr": 2, "model.hidden_size": 1}
+    if "grid" in spec:
+        spec.grid = {k: list(v)[: keep[k]] for k, v in spec.grid.items()}
+    else:
+        spec.search.space = {k: {"choice": list(d.choice)[: keep[k]]} for k, d in spec.search.space.items()}
+        spec.search.n_trials = 2
+    (out / path.name).write_text(OmegaConf.to_yaml(spec))
+    return out / path.name
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few steps per trial, to check the script runs")
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks/optuna_vs_grid"))
+    parser.add_argument("--search", type=Path, nargs="+", default=SEARCHES, help="the search sweep files")
     args = parser.parse_args()
-    same_space(GRID, SEARCH)
+    for path in args.search:
+        same_space(GRID, path)
     shutil.rmtree(args.out, ignore_errors=True)
     args.out.mkdir(parents=True)
-    grid, search_file = shrunk(GRID, SEARCH, args.out) if args.quick else (GRID, SEARCH)
+    grid, searches = GRID, args.search
+    if args.quick:
+        grid, searches = shrunk(GRID, args.out), [shrunk(path, args.out) for path in args.search]
     overrides = QUICK if args.quick else []
 
     start = time.perf_counter()
     failed = run_sweep(grid, quiet=True, overrides=overrides, out=args.out / "grid")
     grid_s = time.perf_counter() - start
     assert not failed, failed
-    grid_steps, grid_best = spent(sorted(p.parent for p in (args.out / "grid").glob("*/metrics.jsonl")))
+    grid_runs = sorted(p.parent for p in (args.out / "grid").glob("*/metrics.jsonl"))
+    grid_steps, grid_best = spent(grid_runs)
+    result = {"grid": {"file": str(GRID.relative_to(ROOT)), "trials": len(grid_runs), "steps": grid_steps,
+                       "best_val_mse": grid_best, "wall_s": round(grid_s, 1)}, "searches": []}
+    axes = list(OmegaConf.load(GRID).grid)
+    trials_json = {"grid": curves(grid_runs, axes)}
+    print(f"grid:   {len(grid_runs)} trials, {grid_steps} steps, best val mse {grid_best:.4g} ({grid_s:.0f} s)")
 
-    start = time.perf_counter()
-    search = run_search(search_file, quiet=True, overrides=overrides, out=args.out / "search")
-    search_s = time.perf_counter() - start
-    trials = sorted(search.out.glob("trial-*"))
-    search_steps, search_best = spent(trials)
-    pruned = sum((t / "pruned.json").exists() for t in trials)
-
-    result = {
-        "grid": {"trials": len(list((args.out / "grid").glob("*/metrics.jsonl"))), "steps": grid_steps,
-                 "best_val_mse": grid_best, "wall_s": round(grid_s, 1)},
-        "search": {"trials": len(trials), "pruned": pruned, "steps": search_steps, "best_val_mse": search_best,
-                   "wall_s": round(search_s, 1)},
-        "budget_ratio": search_steps / grid_steps,
-        "mse_ratio": search_best / grid_best,
-    }
-    result["pass"] = result["budget_ratio"] <= 1 / 3 and result["mse_ratio"] <= 1.1
-    print(f"grid:   {result['grid']['trials']} trials, {grid_steps} steps, best val mse {grid_best:.4g} "
-          f"({grid_s:.0f} s)")
-    print(f"search: {len(trials)} trials ({pruned} pruned), {search_steps} steps, best val mse {search_best:.4g} "
-          f"({search_s:.0f} s)")
-    print(f"budget ratio {result['budget_ratio']:.3f} (claim <= 0.333), mse ratio {result['mse_ratio']:.3f} "
-          f"(claim <= 1.1): {'PASS' if result['pass'] else 'FAIL'}")
+    for path, search_file in zip(args.search, searches):
+        start = time.perf_counter()
+        search = run_search(search_file, quiet=True, overrides=overrides, out=args.out / path.stem)
+        search_s = time.perf_counter() - start
+        trials = sorted(search.out.glob("trial-*"))
+        steps, best = spent(trials)
+        pruned = sum((t / "pruned.json").exists() for t in trials)
+        side = {"file": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
+                "pruner": OmegaConf.load(path).search.pruner, "trials": len(trials), "pruned": pruned,
+                "steps": steps, "best_val_mse": best, "wall_s": round(search_s, 1),
+                "budget_ratio": steps / grid_steps, "mse_ratio": best / grid_best}
+        side["pass"] = side["budget_ratio"] <= 1 / 3 and side["mse_ratio"] <= 1.1
+        result["searches"].append(side)
+        trials_json[path.stem] = curves(trials, axes)
+        print(f"{path.stem}: {len(trials)} trials ({pruned} pruned), {steps} steps, best val mse {best:.4g} "
+              f"({search_s:.0f} s); budget ratio {side['budget_ratio']:.3f} (claim <= 0.333), mse ratio "
+              f"{side['mse_ratio']:.3f} (claim <= 1.1): {'PASS' if side['pass'] else 'FAIL'}")
     (args.out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / "trials.json").write_text(json.dumps(trials_json) + "\n")
 
 
 if __name__ == "__main__":

@@ -79,19 +79,31 @@ def shrunk(path: Path, out: Path) -> Path:
     return out / path.name
 
 
+def seeded(path: Path, seed: int, folder: Path) -> Path:
+    """``path`` with the sampler's ``random_seed`` set, under the same file name in ``folder``: the study is
+    named by the file's stem, and Optuna's Hyperband assigns trials to brackets by a hash of that name."""
+    spec = OmegaConf.load(path)
+    spec.experiment = str((path.parent / spec.experiment).resolve())
+    spec.random_seed = seed
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / path.name).write_text(OmegaConf.to_yaml(spec))
+    return folder / path.name
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few steps per trial, to check the script runs")
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks/optuna_vs_grid"))
     parser.add_argument("--search", type=Path, nargs="+", default=SEARCHES, help="the search sweep files")
+    parser.add_argument("--seeds", type=int, default=5, help="sampler seeds per search (0, 1, ...; --quick: 1)")
     args = parser.parse_args()
     for path in args.search:
         same_space(GRID, path)
     shutil.rmtree(args.out, ignore_errors=True)
     args.out.mkdir(parents=True)
-    grid, searches = GRID, args.search
+    grid, searches, seeds = GRID, args.search, range(args.seeds)
     if args.quick:
-        grid, searches = shrunk(GRID, args.out), [shrunk(path, args.out) for path in args.search]
+        grid, searches, seeds = shrunk(GRID, args.out), [shrunk(path, args.out) for path in args.search], range(1)
     overrides = QUICK if args.quick else []
 
     start = time.perf_counter()
@@ -107,22 +119,27 @@ def main() -> None:
     print(f"grid:   {len(grid_runs)} trials, {grid_steps} steps, best val mse {grid_best:.4g} ({grid_s:.0f} s)")
 
     for path, search_file in zip(args.search, searches):
-        start = time.perf_counter()
-        search = run_search(search_file, quiet=True, overrides=overrides, out=args.out / path.stem)
-        search_s = time.perf_counter() - start
-        trials = sorted(search.out.glob("trial-*"))
-        steps, best = spent(trials)
-        pruned = sum((t / "pruned.json").exists() for t in trials)
-        side = {"file": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
-                "pruner": OmegaConf.load(path).search.pruner, "trials": len(trials), "pruned": pruned,
-                "steps": steps, "best_val_mse": best, "wall_s": round(search_s, 1),
-                "budget_ratio": steps / grid_steps, "mse_ratio": best / grid_best}
-        side["pass"] = side["budget_ratio"] <= 1 / 3 and side["mse_ratio"] <= 1.1
-        result["searches"].append(side)
-        trials_json[path.stem] = curves(trials, axes)
-        print(f"{path.stem}: {len(trials)} trials ({pruned} pruned), {steps} steps, best val mse {best:.4g} "
-              f"({search_s:.0f} s); budget ratio {side['budget_ratio']:.3f} (claim <= 0.333), mse ratio "
-              f"{side['mse_ratio']:.3f} (claim <= 1.1): {'PASS' if side['pass'] else 'FAIL'}")
+        for seed in seeds:
+            folder = args.out / path.stem / f"seed{seed}"
+            start = time.perf_counter()
+            search = run_search(seeded(search_file, seed, folder), quiet=True, overrides=overrides,
+                                out=folder / "trials")
+            search_s = time.perf_counter() - start
+            trials = sorted(search.out.glob("trial-*"))
+            steps, best = spent(trials)
+            pruned = sum((t / "pruned.json").exists() for t in trials)
+            side = {"file": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
+                    "pruner": OmegaConf.load(path).search.pruner, "random_seed": seed, "trials": len(trials),
+                    "pruned": pruned, "steps": steps, "best_val_mse": best, "wall_s": round(search_s, 1),
+                    "budget_ratio": steps / grid_steps, "mse_ratio": best / grid_best}
+            side["pass"] = side["budget_ratio"] <= 1 / 3 and side["mse_ratio"] <= 1.1
+            result["searches"].append(side)
+            trials_json[f"{path.stem} seed {seed}"] = curves(trials, axes)
+            print(f"{path.stem} (seed {seed}): {len(trials)} trials ({pruned} pruned), {steps} steps, best val mse "
+                  f"{best:.4g} ({search_s:.0f} s); budget ratio {side['budget_ratio']:.3f} (claim <= 0.333), mse "
+                  f"ratio {side['mse_ratio']:.3f} (claim <= 1.1): {'PASS' if side['pass'] else 'FAIL'}", flush=True)
+        runs = [s for s in result["searches"] if s["file"] == side["file"]]
+        print(f"{path.stem}: {sum(s['pass'] for s in runs)} of {len(runs)} seeds pass", flush=True)
     (args.out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "trials.json").write_text(json.dumps(trials_json) + "\n")
 

@@ -228,7 +228,7 @@ class Trainer:
         """``train.best_metric`` must be one of the validation metrics (found by tracing, no compute)."""
         t = self.cfg.train
         params = jax.eval_shape(self.workload.init, self._init_key)
-        example = jax.tree.map(lambda x: x[: t.eval_batch_size], self.workload.eval_set("val", t.eval_batch_size))
+        example = jax.eval_shape(lambda: self.workload.eval_set("val", t.eval_batch_size))
         names = sorted(jax.eval_shape(self._eval_step, params, example))
         if t.best_metric not in names:
             raise UserError(f"train.best_metric={t.best_metric!r} is not a validation metric of this task: "

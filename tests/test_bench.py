@@ -40,7 +40,7 @@ def test_all_means_every_model():
 
 
 # Every model's quick bench but the LSTM's (above) and the linear-recurrence families' (the benchmarks README
-# runs `seqjax bench FAMILY --no-torch`, --quick in the suite), one test each so the workers share them; and one
+# runs `seqjax bench lru hawk ... --no-torch`, --quick in the suite), one test each so the workers share them; and one
 # family, to check that it runs beside its peer in both passes.
 @pytest.mark.parametrize("model", [m for m in suite.MODELS if m not in (*linear_recurrences.FAMILIES, "lstm")]
                          + ["mingru"])
@@ -52,6 +52,14 @@ def test_quick_bench_of_every_model_gives_finite_figures(capsys, model):
         assert {(r["measure"], r["framework"]) for r in rows} == {
             (m, f) for m in ("train_step", "forward") for f in ("seqjax", peer)}
     assert all(math.isfinite(r["seconds"]) and math.isfinite(r["ratio"]) for r in rows)
+
+
+def test_several_models_in_one_command():
+    parse = lambda *argv: cli.build_parser().parse_args(["bench", *argv]).model  # noqa: E731
+    assert parse() == "all" and parse("lru", "hawk") == ["lru", "hawk"]
+    with pytest.raises(SystemExit) as exit_info:
+        parse("lru", "lstn")
+    assert exit_info.value.code == 2
 
 
 def test_bench_on_a_missing_gpu_is_one_line_and_exit_2(capsys):

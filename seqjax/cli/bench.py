@@ -1,4 +1,4 @@
-"""``seqjax bench [MODEL|all] [--device cpu|gpu] [--json] [--quick]``.
+"""``seqjax bench [MODEL ...|all] [--device cpu|gpu] [--json] [--quick]``.
 
 MODEL: ``rnn``, ``lstm``, ``gru``, ``tcn``, ``s4d``, ``mamba``, ``lru``, ``hawk``, ``mingru``, ``minlstm``, ``s5``,
 ``mamba2``.
@@ -27,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "seqjax beside Flax linen and PyTorch, interleaved in one process; print tokens/s, the ratio "
         "seqjax/peer and peak memory.",
     )
-    p.add_argument("model", nargs="?", default="all", choices=(*MODELS, "all"))
+    p.add_argument("model", nargs="*", default="all", choices=(*MODELS, "all"),
+                   help="the models to time, in one process (default: all)")
     p.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
     p.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     p.add_argument("--quick", action="store_true", help="tiny shapes, 2 repeats (a smoke test, not a measurement)")
@@ -60,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
 
     repeats = args.repeats if args.repeats is not None else (2 if args.quick else 5)
     check_positive("--repeats", repeats, integer=True)
-    models = suite.MODELS if args.model == "all" else (args.model,)
+    names = [args.model] if isinstance(args.model, str) else args.model  # argparse gives the default unlisted
+    models = suite.MODELS if "all" in names else tuple(dict.fromkeys(names))
     use_torch = not args.no_torch and peers.torch_available()
     device = _device(args.device)
     before = describe_machine(device)
@@ -70,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps([r.as_dict() for r in rows], indent=1))
         return 0
     flags = " --quick" * args.quick + " --no-torch" * args.no_torch
-    print(f"command: seqjax bench {args.model} --device {args.device} --repeats {repeats}{flags}")
+    print(f"command: seqjax bench {' '.join(names)} --device {args.device} --repeats {repeats}{flags}")
     print(f"start: {before}\nend:   {describe_machine(device)}")
     print(f"torch threads: {peers.torch_threads()} (= the CPU cores JAX uses)" if use_torch else "torch: not run")
     print(f"allocator: {runtime.allocator()}")

@@ -20,8 +20,9 @@ import json
 import shutil
 import time
 from pathlib import Path
+from typing import Callable
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from seqjax.experiment.optuna_search import run_search
 from seqjax.experiment.sweep import run_sweep
@@ -34,14 +35,9 @@ QUICK = ["train.steps=6", "train.eval_every=2", "train.checkpoint_every=6", "tra
          "train.test_examples=32"]
 
 
-def spent(run_dirs: list[Path]) -> tuple[int, float]:
-    """(training steps run, best validation MSE) over the run directories."""
-    steps, best = 0, float("inf")
-    for run_dir in run_dirs:
-        rows = read_rows(run_dir)
-        steps += max((r["step"] for r in rows if r["split"] == "train"), default=0)
-        best = min([best, *(r["mse"] for r in rows if r["split"] == "val")])
-    return steps, best
+def spent(runs: list[dict]) -> tuple[int, float]:
+    """(training steps run, best validation MSE) over the runs of :func:`curves`."""
+    return sum(r["steps"] for r in runs), min(r["best_val_mse"] for r in runs if r["best_val_mse"] is not None)
 
 
 def curves(run_dirs: list[Path], axes: list[str]) -> list[dict]:
@@ -65,29 +61,26 @@ def same_space(grid: Path, search: Path) -> None:
     assert axes == {k: d["choice"] for k, d in space.items()}, (axes, space)
 
 
-def shrunk(path: Path, out: Path) -> Path:
-    """A copy of the sweep file ``path`` over the first two learning rates and the first width, with two trials."""
+def copied(path: Path, folder: Path, edit: Callable[[DictConfig], None]) -> Path:
+    """The sweep file ``path`` after ``edit``, under the same file name in ``folder`` (the study is named by the
+    file's stem, and Optuna's Hyperband assigns trials to brackets by a hash of that name), its experiment's
+    path made absolute."""
     spec = OmegaConf.load(path)
     spec.experiment = str((path.parent / spec.experiment).resolve())
+    edit(spec)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / path.name).write_text(OmegaConf.to_yaml(spec))
+    return folder / path.name
+
+
+def shrink(spec: DictConfig) -> None:
+    """The first two learning rates and the first width of the space, with two trials."""
     keep = {"optim.lr": 2, "model.hidden_size": 1}
     if "grid" in spec:
         spec.grid = {k: list(v)[: keep[k]] for k, v in spec.grid.items()}
     else:
         spec.search.space = {k: {"choice": list(d.choice)[: keep[k]]} for k, d in spec.search.space.items()}
         spec.search.n_trials = 2
-    (out / path.name).write_text(OmegaConf.to_yaml(spec))
-    return out / path.name
-
-
-def seeded(path: Path, seed: int, folder: Path) -> Path:
-    """``path`` with the sampler's ``random_seed`` set, under the same file name in ``folder``: the study is
-    named by the file's stem, and Optuna's Hyperband assigns trials to brackets by a hash of that name."""
-    spec = OmegaConf.load(path)
-    spec.experiment = str((path.parent / spec.experiment).resolve())
-    spec.random_seed = seed
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / path.name).write_text(OmegaConf.to_yaml(spec))
-    return folder / path.name
 
 
 def main() -> None:
@@ -103,38 +96,39 @@ def main() -> None:
     args.out.mkdir(parents=True)
     grid, searches, seeds = GRID, args.search, range(args.seeds)
     if args.quick:
-        grid, searches, seeds = shrunk(GRID, args.out), [shrunk(path, args.out) for path in args.search], range(1)
+        grid, seeds = copied(GRID, args.out, shrink), range(1)
+        searches = [copied(path, args.out, shrink) for path in args.search]
     overrides = QUICK if args.quick else []
 
     start = time.perf_counter()
     failed = run_sweep(grid, quiet=True, overrides=overrides, out=args.out / "grid")
     grid_s = time.perf_counter() - start
     assert not failed, failed
-    grid_runs = sorted(p.parent for p in (args.out / "grid").glob("*/metrics.jsonl"))
+    axes = list(OmegaConf.load(GRID).grid)
+    grid_runs = curves(sorted(p.parent for p in (args.out / "grid").glob("*/metrics.jsonl")), axes)
     grid_steps, grid_best = spent(grid_runs)
     result = {"grid": {"file": str(GRID.relative_to(ROOT)), "trials": len(grid_runs), "steps": grid_steps,
                        "best_val_mse": grid_best, "wall_s": round(grid_s, 1)}, "searches": []}
-    axes = list(OmegaConf.load(GRID).grid)
-    trials_json = {"grid": curves(grid_runs, axes)}
+    trials_json = {"grid": grid_runs}
     print(f"grid:   {len(grid_runs)} trials, {grid_steps} steps, best val mse {grid_best:.4g} ({grid_s:.0f} s)")
 
     for path, search_file in zip(args.search, searches):
         for seed in seeds:
             folder = args.out / path.stem / f"seed{seed}"
             start = time.perf_counter()
-            search = run_search(seeded(search_file, seed, folder), quiet=True, overrides=overrides,
-                                out=folder / "trials")
+            seeded = copied(search_file, folder, lambda spec: setattr(spec, "random_seed", seed))
+            search = run_search(seeded, quiet=True, overrides=overrides, out=folder / "trials")
             search_s = time.perf_counter() - start
-            trials = sorted(search.out.glob("trial-*"))
+            trials = curves(sorted(search.out.glob("trial-*")), axes)
             steps, best = spent(trials)
-            pruned = sum((t / "pruned.json").exists() for t in trials)
+            pruned = sum(t["pruned_at_step"] is not None for t in trials)
             side = {"file": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
                     "pruner": OmegaConf.load(path).search.pruner, "random_seed": seed, "trials": len(trials),
                     "pruned": pruned, "steps": steps, "best_val_mse": best, "wall_s": round(search_s, 1),
                     "budget_ratio": steps / grid_steps, "mse_ratio": best / grid_best}
             side["pass"] = side["budget_ratio"] <= 1 / 3 and side["mse_ratio"] <= 1.1
             result["searches"].append(side)
-            trials_json[f"{path.stem} seed {seed}"] = curves(trials, axes)
+            trials_json[f"{path.stem} seed {seed}"] = trials
             print(f"{path.stem} (seed {seed}): {len(trials)} trials ({pruned} pruned), {steps} steps, best val mse "
                   f"{best:.4g} ({search_s:.0f} s); budget ratio {side['budget_ratio']:.3f} (claim <= 0.333), mse "
                   f"ratio {side['mse_ratio']:.3f} (claim <= 1.1): {'PASS' if side['pass'] else 'FAIL'}", flush=True)

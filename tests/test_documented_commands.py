@@ -76,12 +76,13 @@ def parse_blocks(doc: Path) -> list[Block]:
     while i < len(lines):
         if HEADING.match(lines[i]):
             section = i + 1
-        elif lines[i].startswith("```") and not FENCE.match(lines[i]):  # another language's block: its '#' lines
-            i = next((j for j in range(i + 1, len(lines)) if lines[j].strip() == "```"), len(lines))  # aren't headings
-        elif FENCE.match(lines[i]):
+        elif lines[i].startswith("```"):  # any language's block is skipped whole: its '#' lines aren't headings
             end = next((j for j in range(i + 1, len(lines)) if lines[j].strip() == "```"), None)
             if end is None:
-                raise ValueError(f"{doc}:{i + 1}: unclosed ```bash block")
+                raise ValueError(f"{doc}:{i + 1}: unclosed {lines[i]} block")
+            if not FENCE.match(lines[i]):
+                i = end + 1
+                continue
             before = lines[i - 1].strip() if i else ""
             mark, reason = None, ""
             if before.startswith("<!--") and "test:" in before:

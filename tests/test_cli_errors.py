@@ -40,6 +40,9 @@ def _run(capsys, argv: list[str]) -> tuple[int, list[str]]:
         (["train", EXP, "model.recurrent_init=xavier"], ["unknown model.recurrent_init 'xavier'", "'orthogonal'"]),
         (["train", EXP, "model.merge=max"], ["unknown model.merge 'max'", "'concat', 'sum', 'mean'"]),
         (["train", EXP, "model.dropout=1.5"], ["dropout=1.5", "[0, 1)"]),
+        (["train", str(ROOT / "configs"), "--tiny"], ["--tiny shrinks an experiment file", "run directory"]),
+        (["sweep", str(ROOT / "configs/sweeps/search_adding_lr.yaml"), "--tiny", "--out", "/tmp/never"],
+         ["--tiny runs a grid sweep here", "not a search section"]),
     ],
 )
 def test_bad_input_exits_2_with_one_line(capsys, argv, fragments, tmp_path):
@@ -48,6 +51,14 @@ def test_bad_input_exits_2_with_one_line(capsys, argv, fragments, tmp_path):
     assert len(err) == 1 and err[0].startswith("error: "), err
     for fragment in fragments:
         assert fragment in err[0], (fragment, err[0])
+
+
+def test_a_stray_argument_exits_2_with_one_line(capsys):
+    """Overrides may follow the options (``seqjax train FILE --tiny k=v``), but not a misspelt option."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", EXP, "--tiny", "--tiyn", "train.steps=2"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and "unrecognized arguments: --tiyn" in err[0]
 
 
 def test_eval_of_a_run_without_checkpoints(capsys, tmp_path):

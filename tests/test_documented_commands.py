@@ -6,11 +6,12 @@ section of a README (the text under one ``#``/``##`` heading) run in order in on
 (``seqjax eval runs/adding_lstm`` after ``seqjax train``); sections are independent, so the suite's workers
 share them.  Each command runs at a tiny size:
 
-* ``seqjax train FILE ...``: the shipped-config test's tiny size (``tests/tiny.py``: ``train.*``, and the
-  model's widths and depths and the task's lengths where ``FILE`` is an experiment config) inserted after
-  ``FILE``, before the documented overrides, which therefore still win; the same size as the shipped-config
-  test, so most of their programs are loaded from the compilation cache, not compiled again;
-* ``seqjax sweep FILE ...``: the tiny ``train.*`` overrides, likewise;
+* ``seqjax train FILE ...`` of an experiment file: ``--tiny`` (:mod:`seqjax.experiment.tiny`: ``train.*``, and
+  the model's widths and depths and the task's lengths), under which the documented overrides still win; the
+  same size as the shipped-config test, so most of their programs are loaded from the compilation cache, not
+  compiled again; ``seqjax sweep FILE ...`` of a grid run here: ``--tiny`` likewise, for every trial;
+* ``seqjax train RUN_DIR`` and the other sweeps (a search, ``--launcher slurm``): the tiny ``train.*``
+  overrides inserted after the path, before the documented ones, which therefore still win;
 * ``seqjax bench ...``: ``--quick``;
 * ``python SCRIPT.py ...`` (a study's ``run.py``): ``--quick --out <scratch>/out/<study>``;
 * ``pip install ...``: skipped (CI installs), the rest of its ``&&`` chain runs; ``# comments`` are dropped.
@@ -39,7 +40,7 @@ from omegaconf import OmegaConf
 
 from seqjax.errors import UserError
 from seqjax.experiment.sweep import expand, load_sweep, run_sweep
-from tiny import TINY_TRAIN, tiny_overrides
+from seqjax.experiment.tiny import TINY_TRAIN, tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted(ROOT.glob("experiments/*/README.md"))]
@@ -119,8 +120,9 @@ def small(cmd: list[str], scratch: Path) -> tuple[dict[str, str], list[str]]:
     n_env = next((i for i, w in enumerate(cmd) if not ENV_WORD.match(w)), len(cmd))
     env, cmd = dict(w.split("=", 1) for w in cmd[:n_env]), cmd[n_env:]
     if cmd[:1] == ["seqjax"] and len(cmd) >= 3 and cmd[1] in ("train", "sweep"):
-        experiment = scratch / cmd[2]
-        tiny = tiny_overrides(experiment) if cmd[1] == "train" and experiment.is_file() else TINY_TRAIN
+        path = scratch / cmd[2]
+        grid_here = cmd[1] == "sweep" and "--launcher" not in cmd and not load_sweep(path)[0].search
+        tiny = ["--tiny"] if (cmd[1] == "train" and path.is_file()) or grid_here else TINY_TRAIN
         cmd = [*cmd[:3], *tiny, *cmd[3:]]
     elif cmd[:2] == ["seqjax", "bench"]:
         cmd = [*cmd, "--quick"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from seqjax import cli
-from tiny import tiny_overrides
+from seqjax.experiment.tiny import tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs" / "experiments").glob("*.yaml"))

@@ -14,7 +14,10 @@ from omegaconf import OmegaConf
 
 from seqjax.errors import UserError
 from seqjax.experiment.report import collect, report
+from seqjax.cli import main
+from seqjax.experiment.config import load_config
 from seqjax.experiment.sweep import expand, load_sweep, run_sweep
+from seqjax.experiment.tiny import tiny_overrides
 
 EXPERIMENT = Path(__file__).resolve().parents[1] / "configs" / "experiments" / "adding_lstm.yaml"
 
@@ -35,6 +38,21 @@ def test_grid_times_seeds(tmp_path):
     assert combos == {(f"optim.lr={lr}", f"model.hidden_size={h}", f"seed={s}")
                       for lr in (0.1, 0.2, 0.3) for h in (4, 8) for s in (0, 1)}
     assert all(t.overrides[0] == "train.steps=5" for t in trials)
+
+
+def test_a_tiny_trial_shrinks_what_the_file_sets_but_not_the_point_nor_the_command_line(tmp_path):
+    spec, experiments = load_sweep(_sweep_file(tmp_path, grid={"model.hidden_size": [16]}, overrides=["train.steps=500"]))
+    (trial,) = expand(spec, experiments, ["optim.lr=0.1"], tiny=True)
+    assert trial.overrides[:-2] == ("train.steps=500", *tiny_overrides(EXPERIMENT), "optim.lr=0.1",
+                                    "model.hidden_size=16")
+    cfg = load_config(trial.experiment, list(trial.overrides))
+    assert (cfg.train.steps, cfg.task.seq_len, cfg.model.hidden_size, cfg.optim.lr) == (4, 24, 16, 0.1)
+
+
+def test_overrides_may_follow_the_options(tmp_path, capsys):
+    assert main(["sweep", str(_sweep_file(tmp_path, grid={"optim.lr": [0.1]})), "--dry-run", "optim.b1=0.8", "--tiny"]) == 0
+    printed = capsys.readouterr().out
+    assert "optim.b1=0.8" in printed and "train.steps=4" in printed and "model.hidden_size=8" in printed
 
 
 def test_a_list_of_experiments_is_one_more_dimension(tmp_path):

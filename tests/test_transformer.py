@@ -97,7 +97,7 @@ def test_one_block_matches_numpy():
     p = jax.tree.map(lambda a: np.asarray(a, np.float64), v["params"])
     blk = p["blocks_0"]
     Tn, d, H = 5, 8, 2
-    h = _dense(x[0], p["in_proj"]) + np.asarray(sinusoidal(jnp.arange(Tn), d), np.float64)
+    h = np.sqrt(d) * _dense(x[0], p["in_proj"]) + np.asarray(sinusoidal(jnp.arange(Tn), d), np.float64)
     u = _layer_norm(h, blk["norm1"])
     q, k, vv = np.split(_dense(u, blk["attn"]["qkv"]).reshape(Tn, 3 * H, d // H), 3, axis=1)
     heads = []

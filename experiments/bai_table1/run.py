@@ -14,9 +14,9 @@ and ``results.md`` (test loss, mean ± 95% CI over seeds) to
 
 Usage:  python experiments/bai_table1/run.py [--out FOLDER] [--quick]
 
-``--quick`` is a smoke test of the same pipeline: one seed per model (``study.quick_sweep``), trained for 2 steps
-at T=24 on tiny batches, results under ``--out`` (default ``runs/quick/bai_table1``); it fails unless every row
-holds finite losses.
+``--quick`` is a smoke test of the same pipeline: one seed per model (``study.quick_sweep``), each at its
+experiment's tiny size (``seqjax.experiment.tiny``: 4 steps, T=24, one layer of width 8), results under
+``--out`` (default ``runs/quick/bai_table1``); it fails unless every row holds finite losses.
 """
 
 from __future__ import annotations
@@ -36,8 +36,6 @@ ROOT = HERE.parent.parent
 SWEEPS = {"adding": ROOT / "configs" / "sweeps" / "bai_table1_adding.yaml",
           "copy": ROOT / "configs" / "sweeps" / "bai_table1_copy.yaml"}
 LOSS = {"adding": "MSE", "copy": "cross-entropy"}  # what each task's loss is
-QUICK_OVERRIDES = ["task.seq_len=24", "train.steps=2", "train.eval_every=2", "train.checkpoint_every=2",
-                   "train.batch_size=4", "train.eval_examples=8", "train.test_examples=8", "train.eval_batch_size=8"]
 
 
 def score(trial: Trial, cfg: DictConfig, task: str) -> dict:
@@ -75,17 +73,16 @@ def write(rows: list[dict], out: pathlib.Path) -> None:
 
 
 def main() -> None:
-    parser = study_parser(__doc__.splitlines()[0], HERE, f"a smoke test at a tiny size: {QUICK_OVERRIDES}")
+    parser = study_parser(__doc__.splitlines()[0], HERE, "a smoke test, every trial at its tiny size")
     args = parser.parse_args()
     out = study_out(args, create=True)
-    overrides = QUICK_OVERRIDES if args.quick else []
     rows = []
     for task, sweep in SWEEPS.items():
         sweep = quick_sweep(sweep, out) if args.quick else sweep
-        failed = run_sweep(sweep, overrides=overrides, out=out / "runs" / task, vmap=False)
+        failed = run_sweep(sweep, out=out / "runs" / task, vmap=False, tiny=args.quick)
         if failed:
             raise SystemExit(f"training failed for {[t.name for t in failed]}")
-        plan = plan_sweep(sweep, overrides=overrides, out=out / "runs" / task)
+        plan = plan_sweep(sweep, out=out / "runs" / task, tiny=args.quick)
         for trial, cfg in zip(plan.trials, plan.cfgs):
             rows.append(score(trial, cfg, task))
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "val_loss_by_step"}), flush=True)

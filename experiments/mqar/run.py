@@ -12,10 +12,10 @@ accuracy at each evaluation, wall time, the ``seqjax train`` command that reprod
 
 Usage:  python experiments/mqar/run.py [--out FOLDER] [--quick]
 
-``--quick`` is a smoke test of the same pipeline on the sweep cut to one tiny point of its search space
-(``QUICK_SPACE``: L=16, K=2, width 16, batch 4; every model, its first seed: ``study.quick_sweep``), one layer, 2 steps
-(``QUICK_OVERRIDES``); results under ``--out`` (default ``runs/quick/mqar``); it fails unless every row holds
-finite accuracies.
+``--quick`` is a smoke test of the same pipeline on the sweep cut to one point of its search space, every
+model at its tiny size (``seqjax.experiment.tiny``: 4 steps, one layer; ``QUICK_SPACE``: L=24, K=4, width 8,
+batch 4; every model, its first seed: ``study.quick_sweep``); results under ``--out`` (default
+``runs/quick/mqar``); it fails unless every row holds finite accuracies.
 """
 
 from __future__ import annotations
@@ -31,13 +31,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from seqjax.experiment.study import (  # noqa: E402
     cell_stats, check_quick, ci_text, quick_sweep, study_out, study_parser, sweep_rows)
+from seqjax.experiment.tiny import TINY_MODEL, TINY_TASK  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
 SWEEP = HERE.parent.parent / "configs" / "sweeps" / "mqar.yaml"
 PLOT = "accuracy_vs_width.png"
-QUICK_SPACE = {"task.seq_len": [16], "task.num_pairs": [2], "train.batch_size": [4], "model.d_model": [16]}
-QUICK_OVERRIDES = ["model.n_layers=1", "train.steps=2", "train.eval_every=2", "train.checkpoint_every=2",
-                   "train.eval_examples=8", "train.test_examples=8", "train.eval_batch_size=8", "optim.warmup_steps=1"]
+QUICK_SPACE = {"task.seq_len": [TINY_TASK["seq_len"]], "task.num_pairs": [4], "train.batch_size": [4],
+               "model.d_model": [TINY_MODEL["d_model"]]}  # the swept keys at the tiny size (tiny_overrides)
 CELL = ("model", "seq_len", "num_pairs", "d_model")  # a table cell: the seeds of one model, (L, K) and width
 
 
@@ -86,11 +86,11 @@ def plot(rows: list[dict], path: pathlib.Path) -> None:
 
 def main() -> None:
     parser = study_parser(__doc__.splitlines()[0], HERE,
-                          f"a smoke test: the sweep at {QUICK_SPACE}, with {QUICK_OVERRIDES}")
+                          f"a smoke test: the sweep at {QUICK_SPACE}, every trial at its tiny size")
     args = parser.parse_args()
     out = study_out(args, create=True)
-    sweep, overrides = (quick_sweep(SWEEP, out, QUICK_SPACE), QUICK_OVERRIDES) if args.quick else (SWEEP, [])
-    rows = sweep_rows(sweep, out / "runs", overrides, columns)
+    sweep = quick_sweep(SWEEP, out, QUICK_SPACE) if args.quick else SWEEP
+    rows = sweep_rows(sweep, out / "runs", [], columns, tiny=args.quick)
     write(rows, out)
     plot(rows, out / PLOT)
     print((out / "results.md").read_text())

@@ -10,9 +10,9 @@ the trials already trained (the sweep's rule) and scores them again.
 
 Usage:  python experiments/selective_copying/run.py [--sweep FILE] [--out FOLDER] [--quick]
 
-``--quick`` is a smoke test of the same pipeline: one seed of each model (``study.quick_sweep``) trained for 2
-steps at L=8, M=4 on tiny batches, results under ``--out`` (default ``runs/quick/selective_copying``); it fails
-unless every row holds finite accuracies.
+``--quick`` is a smoke test of the same pipeline: one seed of each model (``study.quick_sweep``), each at its
+experiment's tiny size (``seqjax.experiment.tiny``: 4 steps, L=24, one layer of width 8), results under
+``--out`` (default ``runs/quick/selective_copying``); it fails unless every row holds finite accuracies.
 """
 
 from __future__ import annotations
@@ -25,9 +25,6 @@ from seqjax.experiment.study import check_quick, ci_text, quick_sweep, study_out
 
 HERE = pathlib.Path(__file__).resolve().parent
 SWEEP = HERE.parent.parent / "configs" / "sweeps" / "selective_copy.yaml"
-QUICK_OVERRIDES = ["task.seq_len=8", "task.num_tokens=4", "train.steps=2", "train.eval_every=2",
-                   "train.checkpoint_every=2", "train.batch_size=4", "train.eval_examples=8", "train.test_examples=8",
-                   "train.eval_batch_size=8", "optim.warmup_steps=1"]
 
 
 def write(rows: list[dict], out: pathlib.Path) -> None:
@@ -44,13 +41,13 @@ def write(rows: list[dict], out: pathlib.Path) -> None:
 
 
 def main() -> None:
-    parser = study_parser(__doc__.splitlines()[0], HERE, f"a smoke test at a tiny size: {QUICK_OVERRIDES}")
+    parser = study_parser(__doc__.splitlines()[0], HERE, "a smoke test, every trial at its tiny size")
     parser.add_argument("--sweep", type=pathlib.Path, default=SWEEP, help="the sweep file (default: %(default)s)")
     args = parser.parse_args()
     out = study_out(args, create=True)
     sweep = quick_sweep(args.sweep, out) if args.quick else args.sweep
-    rows = sweep_rows(sweep, out / "runs", QUICK_OVERRIDES if args.quick else [],
-                      lambda cfg: {"model": cfg.name.removeprefix("selective_copy_"), "seed": cfg.seed}, vmap=False)
+    rows = sweep_rows(sweep, out / "runs", [], lambda cfg: {"model": cfg.name.removeprefix("selective_copy_"),
+                                                            "seed": cfg.seed}, vmap=False, tiny=args.quick)
     write(rows, out)
     print((out / "results.md").read_text())
     if args.quick:

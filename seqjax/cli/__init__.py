@@ -4,7 +4,7 @@ Each subcommand lives in its own module exposing ``register(subparsers)``, which
 adds its parser and sets ``func(args) -> int``; list the module in ``COMMANDS``.
 A :class:`~seqjax.errors.UserError` (or ``FileNotFoundError``) raised before any
 work starts, and a bad command line (:class:`OneLineParser`), become one line on
-stderr and exit code 2.
+stderr and exit code 2.  A command's ``KEY=VALUE`` overrides may come before, between or after its options.
 """
 
 from __future__ import annotations
@@ -45,7 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()  # before JAX starts its threads; SEQJAX_MALLOC=system opts out
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)  # KEY=VALUE overrides may also follow the options
+    stray = [w for w in extra if w.startswith("-") or "=" not in w or not hasattr(args, "overrides")]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     if args.command is None:
         parser.print_help()
         return 0

@@ -25,12 +25,14 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.launcher != "slurm" and (slurm_given or not args.wait):
         raise UserError(f"{' '.join(slurm_given) or '--no-wait'} needs --launcher slurm")
     search = bool(load_sweep(args.sweep, args.out)[0].search)
+    if args.tiny and (search or args.launcher == "slurm"):
+        raise UserError("--tiny runs a grid sweep here: not a search section, nor --launcher slurm")
     if args.launcher == "slurm" and not args.dry_run:
         return _slurm(args, search)
     if search:
         return _search(args)
     failed = run_sweep(args.sweep, jobs=args.jobs, dry_run=args.dry_run, overrides=args.overrides, out=args.out,
-                       vmap=args.vmap, group_size=args.group_size)
+                       vmap=args.vmap, group_size=args.group_size, tiny=args.tiny)
     if args.dry_run:
         return 0
     print(report(load_sweep(args.sweep, args.out)[0].out))
@@ -130,6 +132,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="dotted overrides for every trial, after the file's, e.g. train.steps=100")
     sweep.add_argument("--out", default=None, help="the output folder instead of the sweep file's `out`")
     sweep.add_argument("--jobs", type=int, default=1, help="trials run at once, each in its own process (a search: workers)")
+    sweep.add_argument("--tiny", action="store_true",
+                       help="a smoke test: every trial for 4 steps at its experiment's tiny size (one layer of "
+                            "width 8, length 24); the sweep's values and the overrides given still win")
     sweep.add_argument("--dry-run", action="store_true",
                        help="validate every trial and print its command (and which trials share a vmapped group)")
     sweep.add_argument("--vmap", action=argparse.BooleanOptionalAction, default=None,

@@ -48,7 +48,7 @@ def restore_trained(cfg: DictConfig, step: int | None = None) -> tuple[Trainer, 
     trainer = Trainer(cfg)
     ckpt = trainer.checkpoints()
     try:
-        step, state = _restore(ckpt, trainer.init_state(), cfg.run_dir, step)
+        step, state = _restore(ckpt, trainer.abstract_state(), cfg.run_dir, step)
     finally:
         ckpt.close()
     return trainer, step, state

@@ -123,7 +123,7 @@ class Trainer:
         distributed.check_divisible("train.batch_size", cfg.train.batch_size, self.mesh)
         distributed.check_divisible("train.eval_batch_size", cfg.train.eval_batch_size, self.mesh)
         self.tx = make_optimizer(cfg.optim, cfg.train.steps, self.workload.param_labels)
-        self.schedule = make_schedule(cfg.optim, cfg.train.steps)
+        self.schedule = jax.jit(make_schedule(cfg.optim, cfg.train.steps))  # logged: one program, not one per op
         init_key, self.dropout_key = jax.random.split(jax.random.key(cfg.seed))
         self._init_key = init_key
         self._eval_step = jax.jit(make_eval_step(self.workload))
@@ -137,6 +137,11 @@ class Trainer:
 
     def init_state(self) -> TrainState:
         return self._create(self._init_key)
+
+    def abstract_state(self) -> TrainState:
+        """:meth:`init_state`'s shapes, dtypes and shardings, computed by tracing alone: what a checkpoint
+        restores into (no initialisation program compiled or run)."""
+        return jax.eval_shape(self._create, self._init_key)
 
     def checkpoints(self) -> Checkpoints:
         return Checkpoints(self.cfg.run_dir, self.cfg.train, log=log)
@@ -163,7 +168,7 @@ class Trainer:
         ckpt = self.checkpoints()
         writer, bar = None, None
         try:
-            state = self._starting_state(run_dir, ckpt, self.init_state())
+            state = self._starting_state(run_dir, ckpt, self.init_state)
             start = int(state.step)
             if start >= t.steps and (run_dir / "summary.json").exists():
                 log(f"{run_dir} is already trained to step {start} (train.steps={t.steps}): nothing to do")
@@ -200,16 +205,16 @@ class Trainer:
                 writer.close()
         return self._summarize(run_dir, state, writer.rows if writer else [], started, start)
 
-    def _starting_state(self, run_dir: Path, ckpt: Checkpoints, fresh: TrainState) -> TrainState:
-        """The newest readable checkpoint; else ``fresh``, unless the run directory has a history that
+    def _starting_state(self, run_dir: Path, ckpt: Checkpoints, fresh: Callable[[], TrainState]) -> TrainState:
+        """The newest readable checkpoint; else ``fresh()``, unless the run directory has a history that
         starting over would destroy (metrics, or checkpoints that were all unreadable) and not ``train.restart``."""
-        state = ckpt.restore_latest(fresh)
+        state = ckpt.restore_latest(self.abstract_state())
         if state is not None:
             log(f"resuming {run_dir} from step {int(state.step)}")
             return state
         rows, lost = read_rows(run_dir), ckpt.describe_unreadable()
         if not rows and not lost:
-            return fresh
+            return fresh()
         history = f"metrics to step {rows[-1]['step']}" if rows else "no metrics"
         missing = f"no readable checkpoint ({lost})" if lost else "no checkpoint"
         if not self.cfg.train.restart:
@@ -222,7 +227,7 @@ class Trainer:
                     shutil.rmtree(path)
                 else:
                     path.unlink()
-        return fresh
+        return fresh()
 
     def _check_best_metric(self) -> None:
         """``train.best_metric`` must be one of the validation metrics (found by tracing, no compute)."""

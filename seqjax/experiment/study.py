@@ -141,13 +141,14 @@ def trial_command(trial: Trial) -> str:
 
 
 def sweep_rows(sweep: pathlib.Path, out: pathlib.Path, overrides: list[str], columns: Callable[[DictConfig], dict],
-               vmap: bool | None = None) -> list[dict]:
-    """Train the sweep's trials (``run_sweep``; runs under ``out``) and score each: ``columns(cfg)`` (the
-    study's own columns, from the trial's config), then :func:`score_trial`'s; each row printed as it comes."""
-    failed = run_sweep(sweep, overrides=overrides, out=out, vmap=vmap)
+               vmap: bool | None = None, tiny: bool = False) -> list[dict]:
+    """Train the sweep's trials (``run_sweep``; runs under ``out``; ``tiny``: each at its experiment's tiny size,
+    as a ``--quick`` run does) and score each: ``columns(cfg)`` (the study's own columns, from the trial's
+    config), then :func:`score_trial`'s; each row printed as it comes."""
+    failed = run_sweep(sweep, overrides=overrides, out=out, vmap=vmap, tiny=tiny)
     if failed:
         raise SystemExit(f"training failed for {[t.name for t in failed]}")
-    plan = plan_sweep(sweep, overrides=overrides, out=out)
+    plan = plan_sweep(sweep, overrides=overrides, out=out, tiny=tiny)
     rows = []
     for trial, cfg in zip(plan.trials, plan.cfgs):
         rows.append({**columns(cfg), **score_trial(trial)})

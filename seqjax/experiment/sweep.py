@@ -62,6 +62,7 @@ from seqjax.experiment.config import load_config, omegaconf_message, read_mappin
 from seqjax.experiment.report import SWEEP_RECORD
 from seqjax.experiment.run_lock import lock_holder
 from seqjax.experiment.search import check_random, check_zip, points
+from seqjax.experiment.tiny import tiny_overrides
 
 SUMMARY = "summary.json"
 
@@ -155,16 +156,20 @@ def check_overrides(spec: SweepConfig, overrides: list[str] | tuple[str, ...]) -
                             "edit the sweep's seeds or out instead")
 
 
-def expand(spec: SweepConfig, experiments: list[Path], overrides: list[str] | tuple[str, ...] = ()) -> list[Trial]:
+def expand(spec: SweepConfig, experiments: list[Path], overrides: list[str] | tuple[str, ...] = (),
+           tiny: bool = False) -> list[Trial]:
     """Experiments x the search space's points (:func:`~seqjax.experiment.search.points`) x ``seeds``, in a
     stable order.
 
-    ``overrides`` (checked by :func:`check_overrides`) follow the file's ``overrides`` in every trial.
+    A trial's overrides, the later winning: the file's ``overrides``; with ``tiny`` (a smoke test of the sweep),
+    its experiment's :func:`~seqjax.experiment.tiny.tiny_overrides`; ``overrides`` (checked by
+    :func:`check_overrides`); the point of the search space; the seed.
     """
     check_overrides(spec, overrides)
     trials = []
     for experiment in experiments:
         prefix = [experiment.stem] if len(experiments) > 1 else []
+        smallest = tiny_overrides(experiment) if tiny else []
         for index, pairs in enumerate(points(spec.grid, spec.zip, spec.random, spec.samples, spec.random_seed)):
             point = [f"{k}={_override_value(v)}" for k, v in pairs]
             label = [_label(k, v, k in spec.random) for k, v in pairs]
@@ -172,7 +177,7 @@ def expand(spec: SweepConfig, experiments: list[Path], overrides: list[str] | tu
             for seed in spec.seeds:
                 name = ",".join([*prefix, *label, f"seed={seed}"])
                 run_dir = Path(spec.out) / name
-                trial_overrides = (*spec.overrides, *overrides, *point, f"seed={seed}", f"run_dir={run_dir}")
+                trial_overrides = (*spec.overrides, *smallest, *overrides, *point, f"seed={seed}", f"run_dir={run_dir}")
                 trials.append(Trial(name, experiment, trial_overrides, run_dir))
     return trials
 
@@ -302,14 +307,14 @@ class SweepPlan:
 
 
 def plan_sweep(path: str | Path, *, overrides: list[str] | tuple[str, ...] = (), out: str | Path | None = None,
-               vmap: bool | None = None, group_size: int | None = None) -> SweepPlan:
+               vmap: bool | None = None, group_size: int | None = None, tiny: bool = False) -> SweepPlan:
     """Compose and validate every trial's config, group them (:func:`vmapped_groups`) and record the sweep
-    in ``<out>/sweep.yaml`` (what ``seqjax report`` reads); nothing is trained."""
+    in ``<out>/sweep.yaml`` (what ``seqjax report`` reads); nothing is trained.  ``tiny``: see :func:`expand`."""
     spec, experiments = load_sweep(path, out)
     if spec.search:
         raise UserError(f"{path} has a search section: run it with seqjax.experiment.optuna_search.run_search "
                         "(what `seqjax sweep` does)")
-    trials = expand(spec, experiments, overrides)
+    trials = expand(spec, experiments, overrides, tiny)
     cfgs = []
     for trial in trials:  # validate everything before any work starts
         try:
@@ -327,13 +332,14 @@ def plan_sweep(path: str | Path, *, overrides: list[str] | tuple[str, ...] = (),
 
 def run_sweep(path: str | Path, *, jobs: int = 1, dry_run: bool = False, quiet: bool = False,
               overrides: list[str] | tuple[str, ...] = (), out: str | Path | None = None,
-              vmap: bool | None = None, group_size: int | None = None) -> list[Trial]:
+              vmap: bool | None = None, group_size: int | None = None, tiny: bool = False) -> list[Trial]:
     """Validate every trial, then run those without a summary; returns the failed trials.
 
     ``overrides`` are added to every trial (see :func:`check_overrides`); ``out`` replaces the file's;
-    ``vmap`` and ``group_size``: see :func:`vmapped_groups`.
+    ``vmap`` and ``group_size``: see :func:`vmapped_groups`; ``tiny``: every trial at its experiment's tiny
+    size (:func:`expand`).
     """
-    plan = plan_sweep(path, overrides=overrides, out=out, vmap=vmap, group_size=group_size)
+    plan = plan_sweep(path, overrides=overrides, out=out, vmap=vmap, group_size=group_size, tiny=tiny)
     trials, groups, pending = plan.trials, plan.groups, plan.pending
     if not quiet:
         print(f"sweep {Path(path).stem}: {len(trials)} trials, {len(trials) - len(pending)} already done; "

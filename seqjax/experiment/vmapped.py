@@ -281,7 +281,7 @@ class VmappedTrainer:
         lane.ckpt = Checkpoints(run_dir, trainer.cfg.train, log=lane.log)
         stack.callback(lane.ckpt.close)
         stack.callback(lane.ckpt.wait)
-        state = trainer._starting_state(run_dir, lane.ckpt, fresh)
+        state = trainer._starting_state(run_dir, lane.ckpt, lambda: fresh)
         lane.start = lane.last_checked = int(state.step)
         if lane.start >= self.train_cfg.steps and (run_dir / "summary.json").exists():
             lane.log(f"{run_dir} is already trained to step {lane.start}: nothing to do")

@@ -2,7 +2,8 @@
 
 ::
 
-    x_0     = W_in x + b_in  (+ PE(t) with sinusoidal positions)
+    x_0     = W_in x + b_in                       (rotary positions)
+    x_0     = sqrt(d) (W_in x + b_in) + PE(t)     (sinusoidal positions)
     x'_l    = x_l  + dropout(MHA(LN(x_l)))
     x_{l+1} = x'_l + dropout(W_2 gelu(W_1 LN(x'_l) + b_1) + b_2)
     y       = LN(x_L)
@@ -12,7 +13,10 @@
 with ``M_ts = 0`` where key ``s`` is visible to query ``t`` (``s <= t`` when causal, ``s <
 length`` always, and ``s`` in ``t``'s packed sequence given ``resets``: a block-diagonal mask, positions
 counted from each sequence's first token) and ``-inf`` elsewhere.  Positions are either added to the input,
-``PE(t, 2i) = sin(t / 10000^{2i/d})``, ``PE(t, 2i+1) = cos(t / 10000^{2i/d})``, or *rotary*
+``PE(t, 2i) = sin(t / 10000^{2i/d})``, ``PE(t, 2i+1) = cos(t / 10000^{2i/d})``, after the projected tokens
+are scaled by ``sqrt(d)`` as in Vaswani et al. (at initialisation they have a standard deviation of about
+``1/sqrt(embed_dim)``, ``PE`` about 0.6: unscaled, the positions swamp the tokens and a two-layer model never
+learned induction heads in 12000 steps, ``experiments/induction_heads/README.md``), or *rotary*
 (Su et al. 2021): each pair ``(q_{2i}, q_{2i+1})`` of every head (and of ``k``) is rotated by the
 angle ``t * 10000^{-2i/d_h}``, so ``q_t . k_s`` depends on ``t - s`` only.
 
@@ -153,9 +157,12 @@ class Transformer(nn.Module):
     def _dtype(self) -> Any:
         return self.dtype or self.param_dtype
 
+    # x_0 = W_in x + b_in (rotary);  x_0 = sqrt(d) (W_in x + b_in) + PE(t) (sinusoidal)
     def _embed(self, x: Array, positions: Array) -> Array:
         x = self.in_proj(x)
-        return x + sinusoidal(positions, self.d_model).astype(x.dtype) if self.positions == "sinusoidal" else x
+        if self.positions != "sinusoidal":
+            return x
+        return x * jnp.sqrt(self.d_model).astype(x.dtype) + sinusoidal(positions, self.d_model).astype(x.dtype)
 
     def __call__(
         self, x: Array, lengths: Array | None = None, *, deterministic: bool = True, resets: Array | None = None

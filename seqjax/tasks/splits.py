@@ -32,4 +32,4 @@ def fixed_split(task: Task, seed: int, split: str, num_examples: int) -> Batch:
     """A fixed set of ``num_examples`` examples for ``split`` ("train", "val" or "test")."""
     if task.fixed_set is not None and split != "train":
         return task.fixed_set(split, num_examples)
-    return task.sample(split_key(seed, split), num_examples)
+    return jax.jit(task.sample, static_argnums=1)(split_key(seed, split), num_examples)  # one program, not one per op

@@ -40,7 +40,7 @@ from omegaconf import OmegaConf
 
 from seqjax.errors import UserError
 from seqjax.experiment.sweep import expand, load_sweep, run_sweep
-from seqjax.experiment.tiny import TINY_TRAIN, tiny_overrides
+from seqjax.experiment.tiny import TINY_TRAIN
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted(ROOT.glob("experiments/*/README.md"))]

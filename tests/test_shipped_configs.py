@@ -2,9 +2,14 @@
 shipped sweep file validates every trial (a dry run).
 
 The configs are discovered by globbing ``configs/experiments/*.yaml``, so a new config is covered the
-moment it is added.  Each is shrunk by overrides derived from its own resolved config (widths, depths,
-lengths, steps), so each takes seconds; everything else (model family, task, optimizer, workload,
+moment it is added.  Each is shrunk by overrides derived from its own resolved config (``--tiny``: widths,
+depths, lengths, steps), so each takes seconds; everything else (model family, task, optimizer, workload,
 attention, bidirectionality...) is what the file ships.
+
+A 6-step run is stopped after step 4 (as a preempted job stops), evaluated, and resumed to step 6 by
+``seqjax train RUN_DIR``: the resumed run has the first one's config, so its train step is the program the
+first one compiled, loaded from the suite's compilation cache (a resume with a longer ``train.steps`` would
+change the learning-rate schedule baked into it and compile it again).
 """
 
 import json
@@ -14,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from seqjax import cli
+from seqjax.experiment.config import load_config
+from seqjax.experiment.loop import Trainer
 from seqjax.experiment.tiny import tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,6 +35,18 @@ def _numbers(tree):
         yield tree
 
 
+class Preempted(Exception):
+    """Raised from ``on_eval`` to stop a run after a step, its checkpoint written."""
+
+
+def _stop_after(step: int):
+    def on_eval(s: int, val: dict) -> None:
+        if s == step:
+            raise Preempted
+
+    return on_eval
+
+
 def test_every_shipped_experiment_is_collected():
     assert len(CONFIGS) >= 21  # the 21 shipped when this guard was written; more may only be added
 
@@ -36,15 +55,13 @@ def test_every_shipped_experiment_is_collected():
 def test_shipped_config_trains_evaluates_and_resumes(path, tmp_path, monkeypatch, capfd):
     monkeypatch.chdir(tmp_path)
     run_dir = tmp_path / "run"
-    overrides = [*tiny_overrides(path), f"run_dir={run_dir}"]
-    assert cli.main(["train", str(path), *overrides]) == 0
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["steps"] == 4
+    cfg = load_config(path, [*tiny_overrides(path), f"run_dir={run_dir}"])  # 6 steps
+    with pytest.raises(Preempted):
+        Trainer(cfg).run(on_eval=_stop_after(4))
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     train_rows = [r for r in rows if r["split"] == "train"]
     assert [r["step"] for r in train_rows] == [1, 2, 3, 4]
     assert all(r["grad_norm"] > 0 for r in train_rows), "no gradient reached the parameters"
-    assert summary["param_count"] > 0
 
     capfd.readouterr()
     assert cli.main(["eval", str(run_dir)]) == 0
@@ -52,13 +69,14 @@ def test_shipped_config_trains_evaluates_and_resumes(path, tmp_path, monkeypatch
     result = json.loads(printed[printed.index("{"):])  # the eval command prints its metrics as JSON
     assert result and all(math.isfinite(v) for v in _numbers(result))
 
-    assert cli.main(["train", str(run_dir), "train.steps=6"]) == 0
+    assert cli.main(["train", str(run_dir)]) == 0
     out = capfd.readouterr()
     assert "resuming" in out.out + out.err and "from step 4" in out.out + out.err
     assert "Traceback" not in out.out + out.err
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if r["split"] == "train"] == [1, 2, 3, 4, 5, 6]
-    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 6
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["steps"] == 6 and summary["param_count"] > 0
 
 
 SWEEPS = sorted((ROOT / "configs" / "sweeps").glob("*.yaml"))

@@ -52,7 +52,7 @@ def test_a_tiny_trial_shrinks_what_the_file_sets_but_not_the_point_nor_the_comma
 def test_overrides_may_follow_the_options(tmp_path, capsys):
     assert main(["sweep", str(_sweep_file(tmp_path, grid={"optim.lr": [0.1]})), "--dry-run", "optim.b1=0.8", "--tiny"]) == 0
     printed = capsys.readouterr().out
-    assert "optim.b1=0.8" in printed and "train.steps=4" in printed and "model.hidden_size=8" in printed
+    assert "optim.b1=0.8" in printed and "train.steps=6" in printed and "model.hidden_size=8" in printed
 
 
 def test_a_list_of_experiments_is_one_more_dimension(tmp_path):

@@ -15,7 +15,7 @@ and ``results.md`` (test loss, mean ± 95% CI over seeds) to
 Usage:  python experiments/bai_table1/run.py [--out FOLDER] [--quick]
 
 ``--quick`` is a smoke test of the same pipeline: one seed per model (``study.quick_sweep``), each at its
-experiment's tiny size (``seqjax.experiment.tiny``: 4 steps, T=24, one layer of width 8), results under
+experiment's tiny size (``seqjax.experiment.tiny``: 6 steps, T=24, one layer of width 8), results under
 ``--out`` (default ``runs/quick/bai_table1``); it fails unless every row holds finite losses.
 """
 

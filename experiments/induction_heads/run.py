@@ -11,7 +11,7 @@ Run directories go to ``<out>/runs/``; a rerun skips the trials already trained 
 Usage:  python experiments/induction_heads/run.py [--lengths 64 128 256 512 1024] [--out FOLDER] [--quick]
 
 ``--quick`` is a smoke test of the same pipeline (it overrides ``--lengths``): one seed per model
-(``study.quick_sweep``), each at its experiment's tiny size (``seqjax.experiment.tiny``: 4 steps, L=24, one
+(``study.quick_sweep``), each at its experiment's tiny size (``seqjax.experiment.tiny``: 6 steps, L=24, one
 layer of width 8), tested at L=24 and 48; results under ``--out`` (default ``runs/quick/induction_heads``); it
 fails unless every row holds finite accuracies.
 """

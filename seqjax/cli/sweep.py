@@ -133,7 +133,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sweep.add_argument("--out", default=None, help="the output folder instead of the sweep file's `out`")
     sweep.add_argument("--jobs", type=int, default=1, help="trials run at once, each in its own process (a search: workers)")
     sweep.add_argument("--tiny", action="store_true",
-                       help="a smoke test: every trial for 4 steps at its experiment's tiny size (one layer of "
+                       help="a smoke test: every trial for 6 steps at its experiment's tiny size (one layer of "
                             "width 8, length 24); the sweep's values and the overrides given still win")
     sweep.add_argument("--dry-run", action="store_true",
                        help="validate every trial and print its command (and which trials share a vmapped group)")

@@ -2,7 +2,7 @@
 
 ``CONFIG`` is an experiment file (``configs/experiments/*.yaml``) or a run directory; re-running the
 same command on an existing run directory resumes from its latest checkpoint.  ``--tiny`` trains an experiment
-file at its tiny size (:mod:`seqjax.experiment.tiny`) for 4 steps: a smoke test of the file, in seconds.
+file at its tiny size (:mod:`seqjax.experiment.tiny`) for 6 steps: a smoke test of the file, in seconds.
 """
 
 from __future__ import annotations
@@ -49,6 +49,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("config", help="configs/experiments/NAME.yaml, or a run directory to resume")
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. optim.lr=3e-3")
     train.add_argument("--tiny", action="store_true",
-                       help="a smoke test: 4 steps at a tiny size (one layer of width 8, length 24); the overrides "
+                       help="a smoke test: 6 steps at a tiny size (one layer of width 8, length 24); the overrides "
                             "given still win")
     train.set_defaults(func=_train)

@@ -1,6 +1,6 @@
 """The smallest instance of an experiment config: :func:`tiny_overrides`, what ``--tiny`` applies.
 
-``seqjax train FILE --tiny`` and ``seqjax sweep FILE --tiny`` (every trial) run at this size for 4 steps: a
+``seqjax train FILE --tiny`` and ``seqjax sweep FILE --tiny`` (every trial) run at this size for 6 steps: a
 smoke test that a config composes, trains with gradients, evaluates and checkpoints, in seconds of CPU.  The
 test suite trains every shipped config at this size and the studies' ``--quick`` runs use it, so the programs
 one of them compiles are loaded from a persistent compilation cache by the others.
@@ -26,7 +26,7 @@ TINY_MODEL = {"hidden_size": 8, "d_model": 8, "embed_size": 8, "embed_dim": 8, "
               "num_layers": 1, "n_layers": 1, "encoder_layers": 1, "levels": 1, "beam_width": 1,
               "blocks": 1}  # S5's HiPPO-N blocks: state_size must hold a conjugate pair per block
 TINY_TASK = {"seq_len": 24, "max_len": 6, "min_len": 3, "max_digits": 2, "max_clauses": 1}
-TINY_TRAIN = ["train.steps=4", "train.batch_size=4", "train.eval_every=2", "train.checkpoint_every=2",
+TINY_TRAIN = ["train.steps=6", "train.batch_size=4", "train.eval_every=2", "train.checkpoint_every=2",
               "train.log_every=1", "train.eval_examples=8", "train.test_examples=8", "train.eval_batch_size=8",
               "train.progress=false"]
 

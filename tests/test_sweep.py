@@ -46,7 +46,7 @@ def test_a_tiny_trial_shrinks_what_the_file_sets_but_not_the_point_nor_the_comma
     assert trial.overrides[:-2] == ("train.steps=500", *tiny_overrides(EXPERIMENT), "optim.lr=0.1",
                                     "model.hidden_size=16")
     cfg = load_config(trial.experiment, list(trial.overrides))
-    assert (cfg.train.steps, cfg.task.seq_len, cfg.model.hidden_size, cfg.optim.lr) == (4, 24, 16, 0.1)
+    assert (cfg.train.steps, cfg.task.seq_len, cfg.model.hidden_size, cfg.optim.lr) == (6, 24, 16, 0.1)
 
 
 def test_overrides_may_follow_the_options(tmp_path, capsys):

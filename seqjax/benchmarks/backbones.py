@@ -22,7 +22,7 @@ from seqjax.errors import UserError
 BACKBONE_MODELS = ("tcn", "s4d", "mamba")
 WIDTH_FIELDS = ("d_model", "hidden_size", "channels")
 # input width = model width: the backbones map d_model -> d_model
-SHAPES = (Shape(8, 1024, 64, 64),)
+SHAPES = (Shape(32, 256, 64, 64), Shape(32, 1024, 64, 64))  # the studies' width, batch and lengths
 QUICK_SHAPES = (Shape(2, 32, 8, 8),)
 MAMBA_LONG = Shape(2, 4096, 32, 32)
 MAMBA_QUICK = Shape(2, 64, 8, 8)

@@ -8,7 +8,8 @@ Every framework runs the same workload on ``x [batch, time, input]``:
 
 JAX programs are ``jax.jit``-compiled (the training state is donated), and their
 peak memory is XLA's compiled estimate ``arguments + outputs + temporaries -
-aliased`` of the same program without donation (:func:`compiled_peak_bytes`).
+aliased`` of the same program without donation (:func:`compiled_peak_bytes`); their work (flops and
+compulsory bytes) is :func:`~seqjax.benchmarks.roofline.program_cost`'s.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 import optax
 
 from seqjax.benchmarks.memory import compiled_memory
+from seqjax.benchmarks.roofline import Cost, program_cost
 from seqjax.benchmarks.timing import blocking
 from seqjax.cells import make_cell, scan
 
@@ -38,12 +40,14 @@ class Shape(NamedTuple):
 
 
 class Program(NamedTuple):
-    """Zero-argument callables that run to completion, and their peak memory (bytes, or None)."""
+    """Zero-argument callables that run to completion, their peak memory (bytes) and work (or None)."""
 
     forward: Callable[[], Any]
     train_step: Callable[[], Any]
     forward_bytes: int | None = None
     train_bytes: int | None = None
+    forward_cost: Cost | None = None
+    train_cost: Cost | None = None
 
 
 def inputs(shape: Shape, seed: int = 0) -> np.ndarray:
@@ -88,7 +92,8 @@ def jax_program(apply: Callable[[Any, jax.Array], jax.Array], params: Any, x: np
     def forward_pass():
         return forward(holder["state"][0], x)
 
-    return Program(blocking(forward_pass), blocking(train_step), forward_bytes, train_bytes)
+    return Program(blocking(forward_pass), blocking(train_step), forward_bytes, train_bytes,
+                   program_cost(apply, params, x), program_cost(step, holder["state"], x))
 
 
 def seqjax_recurrent(cell_name: str, shape: Shape, x: np.ndarray, **scan_options: Any) -> Program:

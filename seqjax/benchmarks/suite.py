@@ -4,8 +4,9 @@ For a recurrent cell (``rnn``, ``lstm``, ``gru``) and a shape, the programs of
 seqjax, Flax linen and PyTorch are timed interleaved (:mod:`.timing`) for a
 training step and for a forward pass; each row holds the median wall-clock and
 CPU seconds, the tokens per second ``B T / t``, the throughput ratio
-seqjax/peer ``t_peer / t_seqjax`` (wall and CPU) and the peak memory where known.  A ``gemm`` row compares
-the seqjax forward pass with the GEMM chain of :mod:`.gemm`.
+seqjax/peer ``t_peer / t_seqjax`` (wall and CPU), the peak memory where known, and for every JAX program its
+counted GFLOP and the fraction of this machine's roofline it reaches (:mod:`.roofline`).  A ``gemm`` row
+compares the seqjax forward pass with the GEMM chain of :mod:`.gemm`.
 Other backbones (``tcn``, ``s4d``, ``mamba``) are timed through the backbone
 registry; Mamba also compares its scan modes at long length.  The linear-recurrence
 families (``lru``, ``hawk``, ``mingru``, ``minlstm``, ``s5``, ``mamba2``) are timed at
@@ -15,10 +16,12 @@ their selective-copying study configs, each beside one alternative (:mod:`.linea
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Iterable
 
 from seqjax.benchmarks import backbones, gemm, linear_recurrences, peers
 from seqjax.benchmarks.programs import Program, Shape, inputs, seqjax_recurrent
+from seqjax.benchmarks.roofline import Peak, fraction
 from seqjax.benchmarks.timing import time_interleaved
 
 RECURRENT = ("rnn", "lstm", "gru")
@@ -42,6 +45,8 @@ class Row:
     ratio: float  # wall-clock throughput of the reference / this row's (>1: the reference is faster)
     cpu_ratio: float  # the same from CPU time: steadier when other jobs share the cores
     peak_mb: float | None = None
+    gflop: float | None = None  # the program's counted work (JAX programs)
+    roofline: float | None = None  # the roofline time of that work on this machine / seconds
     note: str = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -53,27 +58,32 @@ def _mb(n: int | None) -> float | None:
 
 
 def compare(
-    model: str, shape: Shape, programs: dict[str, Program], *, repeats: int, reference: str = "seqjax"
+    model: str, shape: Shape, programs: dict[str, Program], *, repeats: int, reference: str = "seqjax",
+    peak: Peak | None = None,
 ) -> list[Row]:
-    """Time ``programs`` interleaved for each pass; ratios are against ``programs[reference]``."""
+    """Time ``programs`` interleaved for each pass; ratios are against ``programs[reference]``; roofline
+    fractions against ``peak``."""
     rows = []
     for measure in PASSES:
         times = time_interleaved({name: getattr(p, measure) for name, p in programs.items()}, repeats=repeats)
         ref = times[reference]
+        which = "train" if measure == "train_step" else "forward"
         for name, t in times.items():
-            peak = getattr(programs[name], "train_bytes" if measure == "train_step" else "forward_bytes")
+            memory, cost = getattr(programs[name], f"{which}_bytes"), getattr(programs[name], f"{which}_cost")
             rows.append(Row(model, str(shape), measure, name, t.wall, t.cpu, shape.batch * shape.time / t.wall,
-                            t.wall / ref.wall, t.cpu / ref.cpu, _mb(peak)))
+                            t.wall / ref.wall, t.cpu / ref.cpu, _mb(memory), cost and cost.flops / 1e9,
+                            cost and peak and fraction(cost, t.wall, peak)))
     return rows
 
 
-def recurrent_rows(cell_name: str, shape: Shape, *, device: str, repeats: int, torch: bool) -> list[Row]:
+def recurrent_rows(cell_name: str, shape: Shape, *, device: str, repeats: int, torch: bool,
+                   peak: Peak | None = None) -> list[Row]:
     """seqjax vs Flax linen (vs PyTorch) for one cell and shape, and the GEMM-limit row."""
     x = inputs(shape)
     programs = {"seqjax": seqjax_recurrent(cell_name, shape, x), "flax": peers.flax_recurrent(cell_name, shape, x)}
     if torch:
         programs["torch"] = peers.torch_recurrent(cell_name, shape, x, device=device)
-    rows = compare(cell_name, shape, programs, repeats=repeats)
+    rows = compare(cell_name, shape, programs, repeats=repeats, peak=peak)
     times = time_interleaved(
         {"seqjax": programs["seqjax"].forward, "chain": gemm.gemm_chain(cell_name, shape)}, repeats=repeats
     )
@@ -87,29 +97,33 @@ def recurrent_rows(cell_name: str, shape: Shape, *, device: str, repeats: int, t
 
 
 def run_suite(
-    models: Iterable[str], *, quick: bool = False, device: str = "cpu", repeats: int = 5, torch: bool = True
+    models: Iterable[str], *, quick: bool = False, device: str = "cpu", repeats: int = 5, torch: bool = True,
+    peak: Peak | None = None,
 ) -> list[Row]:
-    """Every row for ``models`` at the standard (or ``quick``) shapes."""
+    """Every row for ``models`` at the standard (or ``quick``) shapes; roofline fractions against ``peak``."""
     rows: list[Row] = []
+    timed = functools.partial(compare, peak=peak)
     for model in models:
         if model in RECURRENT:
             for shape in QUICK_SHAPES if quick else SHAPES:
-                rows += recurrent_rows(model, shape, device=device, repeats=repeats, torch=torch)
+                rows += recurrent_rows(model, shape, device=device, repeats=repeats, torch=torch, peak=peak)
         elif model in linear_recurrences.FAMILIES:
-            rows += linear_recurrences.family_rows(model, quick=quick, repeats=repeats, compare=compare)
+            rows += linear_recurrences.family_rows(model, quick=quick, repeats=repeats, compare=timed)
         else:
-            rows += backbones.backbone_rows(model, quick=quick, repeats=repeats, compare=compare)
+            rows += backbones.backbone_rows(model, quick=quick, repeats=repeats, compare=timed)
     return rows
 
 
 def format_table(rows: list[Row]) -> str:
     """A fixed-width text table of ``rows``."""
     header = (f"{'model':7} {'shape':26} {'measure':10} {'framework':16} {'wall ms':>9} {'cpu ms':>9} "
-              f"{'tokens/s':>10} {'ratio':>6} {'cpu rat':>7} {'peak MB':>8}  note")
+              f"{'tokens/s':>10} {'ratio':>6} {'cpu rat':>7} {'peak MB':>8} {'GFLOP':>8} {'roof %':>6}  note")
     lines = [header, "-" * len(header)]
     for r in rows:
         peak = "-" if r.peak_mb is None else f"{r.peak_mb:.1f}"
+        gflop = "-" if r.gflop is None else f"{r.gflop:.3g}"
+        roof = "-" if r.roofline is None else f"{100 * r.roofline:.2g}"
         lines.append(f"{r.model:7} {r.shape:26} {r.measure:10} {r.framework:16} {r.seconds * 1e3:9.2f} "
                      f"{r.cpu_seconds * 1e3:9.2f} {r.tokens_per_s:10.0f} {r.ratio:6.2f} {r.cpu_ratio:7.2f} "
-                     f"{peak:>8}  {r.note}")
+                     f"{peak:>8} {gflop:>8} {roof:>6}  {r.note}")
     return "\n".join(lines)

@@ -57,7 +57,7 @@ def describe_machine(device: jax.Device) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from seqjax.benchmarks import peers, suite
+    from seqjax.benchmarks import peers, roofline, suite
 
     repeats = args.repeats if args.repeats is not None else (2 if args.quick else 5)
     check_positive("--repeats", repeats, integer=True)
@@ -67,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
     device = _device(args.device)
     before = describe_machine(device)
     with jax.default_device(device):
-        rows = suite.run_suite(models, quick=args.quick, device=args.device, repeats=repeats, torch=use_torch)
+        peak = roofline.measure_peak(256, 1 << 20, repeats) if args.quick else roofline.measure_peak()
+        rows = suite.run_suite(models, quick=args.quick, device=args.device, repeats=repeats, torch=use_torch,
+                               peak=peak)
     if args.json:
         print(json.dumps([r.as_dict() for r in rows], indent=1))
         return 0
@@ -76,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"start: {before}\nend:   {describe_machine(device)}")
     print(f"torch threads: {peers.torch_threads()} (= the CPU cores JAX uses)" if use_torch else "torch: not run")
     print(f"allocator: {runtime.allocator()}")
+    print(f"roofline: {peak} (measured now; roof % = max(GFLOP / GEMM rate, compulsory bytes / bandwidth) "
+          "/ wall time)")
     print("ratio: time of the row / time of seqjax (or of the reference row), wall clock and CPU time")
     print(suite.format_table(rows))
     return 0

@@ -54,8 +54,8 @@ def test_quick_bench_of_every_model_gives_finite_figures(capsys, model):
         peer = linear_recurrences.PEERS[model][0]
         assert {(r["measure"], r["framework"]) for r in rows} == {
             (m, f) for m in ("train_step", "forward") for f in ("seqjax", peer)}
-    assert all(math.isfinite(r["seconds"]) and math.isfinite(r["ratio"]) and r["gflop"] > 0 and r["roofline"] > 0
-               for r in rows)
+    assert all(math.isfinite(r["seconds"]) and math.isfinite(r["ratio"]) for r in rows)
+    assert all(r["gflop"] > 0 and r["roofline"] > 0 for r in rows if r["measure"] != "gemm")
 
 
 def test_several_models_in_one_command():

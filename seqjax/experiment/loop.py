@@ -34,6 +34,7 @@ from seqjax.experiment import distributed
 from seqjax.experiment.checkpoints import Checkpoints
 from seqjax.experiment.config import RUN_CONFIG, to_yaml
 from seqjax.experiment.distributed import batch_sharding, check_divisible
+from seqjax.experiment.interrupt import deferred_interrupt
 from seqjax.experiment.optim import make_optimizer, make_schedule
 from seqjax.experiment.progress import progress_bar
 from seqjax.experiment.run_lock import RunLock
@@ -176,26 +177,29 @@ class Trainer:
             writer = MetricsWriter(run_dir, start) if distributed.is_main_process() else None
             bar = progress_bar(t.steps, start, t.progress)
             last_checked = start
-            for s in range(start + 1, t.steps + 1):
-                state, metrics = self._train_step(state)
-                bar.update(1)
-                at_eval = s % t.eval_every == 0 or s == t.steps
-                if s % t.log_every == 0 or at_eval:
-                    self._check_finite(state, last_checked, s, ckpt)
-                    last_checked = s
-                    row = {**jax.device_get(metrics), "lr": self.schedule(s - 1)}  # lr used by update s
-                    if writer:
-                        writer.write(s, "train", row)
-                    bar.set_postfix(loss=f"{float(row['loss']):.4g}", refresh=False)
-                if at_eval:
-                    val = self.evaluate(state.params, "val", t.eval_examples)
-                    if writer:
-                        writer.write(s, "val", val)
-                    self._report(bar, s, val)
-                    if s % t.checkpoint_every == 0 or s == t.steps:
-                        ckpt.save(state, val)
-                    if on_eval is not None:
-                        on_eval(s, val)
+            with deferred_interrupt() as interrupted:  # Ctrl-C lands between steps, never inside a save
+                for s in range(start + 1, t.steps + 1):
+                    if interrupted():
+                        raise KeyboardInterrupt
+                    state, metrics = self._train_step(state)
+                    bar.update(1)
+                    at_eval = s % t.eval_every == 0 or s == t.steps
+                    if s % t.log_every == 0 or at_eval:
+                        self._check_finite(state, last_checked, s, ckpt)
+                        last_checked = s
+                        row = {**jax.device_get(metrics), "lr": self.schedule(s - 1)}  # lr used by update s
+                        if writer:
+                            writer.write(s, "train", row)
+                        bar.set_postfix(loss=f"{float(row['loss']):.4g}", refresh=False)
+                    if at_eval:
+                        val = self.evaluate(state.params, "val", t.eval_examples)
+                        if writer:
+                            writer.write(s, "val", val)
+                        self._report(bar, s, val)
+                        if s % t.checkpoint_every == 0 or s == t.steps:
+                            ckpt.save(state, val)
+                        if on_eval is not None:
+                            on_eval(s, val)
         finally:
             if bar is not None:
                 bar.close()

@@ -25,13 +25,13 @@ wait on each other and whose per-step matrices are small, sits far below it.
 from __future__ import annotations
 
 import math
-import statistics
-import time
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from seqjax.benchmarks.timing import blocking, time_interleaved
 
 # the primitives that move or reinterpret data and compute nothing
 FREE = {"reshape", "broadcast_in_dim", "transpose", "squeeze", "expand_dims", "slice", "dynamic_slice",
@@ -101,20 +101,10 @@ def count_flops(f: Callable[..., Any], *args: Any) -> float:
 
 
 def program_cost(f: Callable[..., Any], *args: Any) -> Cost:
-    """``f(*args)``'s :class:`Cost`: counted flops, and the bytes of its arguments and results."""
-    outputs = jax.eval_shape(f, *args)
-    nbytes = sum(np.dtype(x.dtype).itemsize * _size(x) for x in jax.tree.leaves((args, outputs)))
-    return Cost(count_flops(f, *args), float(nbytes))
-
-
-def _median_seconds(fn: Callable[[], Any], repeats: int) -> float:
-    jax.block_until_ready(fn())  # compile and warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    """``f(*args)``'s :class:`Cost`: counted flops, and the bytes of its arguments and results (one trace)."""
+    closed = jax.make_jaxpr(f)(*args)
+    nbytes = sum(np.dtype(x.dtype).itemsize * _size(x) for x in [*jax.tree.leaves(args), *closed.out_avals])
+    return Cost(_jaxpr_flops(closed.jaxpr), float(nbytes))
 
 
 def measure_peak(gemm_size: int = 1024, triad_elements: int = 1 << 24, repeats: int = 5) -> Peak:
@@ -123,12 +113,11 @@ def measure_peak(gemm_size: int = 1024, triad_elements: int = 1 << 24, repeats: 
     key_a, key_b = jax.random.split(jax.random.key(0))
     a = jax.random.normal(key_a, (gemm_size, gemm_size), jnp.float32)
     b = jax.random.normal(key_b, (gemm_size, gemm_size), jnp.float32)
-    matmul = jax.jit(jnp.matmul)
-    gemm_s = _median_seconds(lambda: matmul(a, b), repeats)
     y, z = jnp.ones((triad_elements,), jnp.float32), jnp.full((triad_elements,), 2.0, jnp.float32)
-    triad = jax.jit(lambda y, z: y + 3.0 * z)
-    triad_s = _median_seconds(lambda: triad(y, z), repeats)
-    return Peak(2.0 * gemm_size**3 / gemm_s, 3.0 * 4 * triad_elements / triad_s)
+    matmul, triad = jax.jit(jnp.matmul), jax.jit(lambda y, z: y + 3.0 * z)
+    times = time_interleaved({"gemm": blocking(lambda: matmul(a, b)), "triad": blocking(lambda: triad(y, z))},
+                             repeats=repeats)
+    return Peak(2.0 * gemm_size**3 / times["gemm"].wall, 3.0 * 4 * triad_elements / times["triad"].wall)
 
 
 def fraction(cost: Cost, seconds: float, peak: Peak) -> float:

@@ -49,6 +49,7 @@ from omegaconf import DictConfig, OmegaConf
 from seqjax.errors import UserError
 from seqjax.experiment import distributed, memory
 from seqjax.experiment.checkpoints import Checkpoints
+from seqjax.experiment.interrupt import deferred_interrupt
 from seqjax.experiment.loop import Trainer, evaluate, flat_config, prepare_run_dir
 from seqjax.experiment.optim import make_optimizer
 from seqjax.experiment.progress import progress_bar
@@ -301,7 +302,10 @@ class VmappedTrainer:
         active = np.array([lane.result is None for lane in lanes]) & (step < t.steps)
         bar = stack.enter_context(progress_bar(t.steps, int(step.min()), t.progress))
         due = lambda s, every: s % every == 0 or s == t.steps  # noqa: E731
+        interrupted = stack.enter_context(deferred_interrupt())  # Ctrl-C between steps, never inside a save
         while active.any():
+            if interrupted():
+                raise KeyboardInterrupt
             state, metrics = self._train_step(state, self._dropout_keys, jnp.asarray(active))
             step += active
             bar.update(1)

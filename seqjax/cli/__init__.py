@@ -16,6 +16,7 @@ import typing
 
 from seqjax import __version__
 from seqjax.errors import UserError
+from seqjax.experiment.compilation_cache import use_compilation_cache
 from seqjax.experiment.runtime import keep_freed_memory
 
 COMMANDS: list[str] = [f"seqjax.cli.{name}" for name in ("train", "eval", "sweep", "report", "bench", "stream", "export", "params")]  # modules with register(subparsers)
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()  # before JAX starts its threads; SEQJAX_MALLOC=system opts out
+    use_compilation_cache()  # before the first compilation; SEQJAX_COMPILATION_CACHE=off opts out
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)  # KEY=VALUE overrides may also follow the options
     stray = [w for w in extra if w.startswith("-") or "=" not in w or not hasattr(args, "overrides")]

@@ -35,12 +35,10 @@ from seqjax.experiment.checkpoints import Checkpoints
 from seqjax.experiment.config import RUN_CONFIG, to_yaml
 from seqjax.experiment.distributed import batch_sharding, check_divisible
 from seqjax.experiment.interrupt import deferred_interrupt
-from seqjax.experiment.optim import make_optimizer, make_schedule
+from seqjax.experiment.programs import programs_for
 from seqjax.experiment.progress import progress_bar
 from seqjax.experiment.run_lock import RunLock
 from seqjax.experiment.state import Diverged, TrainState
-from seqjax.experiment.step import make_eval_step, make_train_step
-from seqjax.experiment.workloads import build_workload
 from seqjax.experiment.writers import METRICS_FILE, MetricsWriter, read_rows
 
 
@@ -119,22 +117,12 @@ class Trainer:
     def __init__(self, cfg: DictConfig):
         distributed.maybe_initialize()
         self.cfg = cfg
-        self.workload = build_workload(cfg)
-        self.mesh = distributed.data_mesh()
-        distributed.check_divisible("train.batch_size", cfg.train.batch_size, self.mesh)
-        distributed.check_divisible("train.eval_batch_size", cfg.train.eval_batch_size, self.mesh)
-        self.tx = make_optimizer(cfg.optim, cfg.train.steps, self.workload.param_labels)
-        self.schedule = jax.jit(make_schedule(cfg.optim, cfg.train.steps))  # logged: one program, not one per op
-        init_key, self.dropout_key = jax.random.split(jax.random.key(cfg.seed))
-        self._init_key = init_key
-        self._eval_step = jax.jit(make_eval_step(self.workload))
+        programs = programs_for(cfg)  # an identical config's, if one was built in this process: no retracing
+        self.workload, self.mesh, self.tx, self.schedule = (programs.workload, programs.mesh, programs.tx,
+                                                             programs.schedule)
+        self._init_key, self.dropout_key = programs.init_key, programs.dropout_key
+        self._create, self._train_step, self._eval_step = programs.create, programs.train_step, programs.eval_step
         self._eval_sets: dict[str, dict] = {}
-        create = lambda key: TrainState.create(self.workload.init(key), self.tx, self.workload.init_carry())  # noqa: E731
-        self._create = jax.jit(create, out_shardings=distributed.replicated(self.mesh))
-        self._train_step = jax.jit(
-            make_train_step(self.workload, self.tx, self.dropout_key, distributed.constrain_batch(self.mesh)),
-            out_shardings=(distributed.replicated(self.mesh), None), donate_argnums=0,
-        )
 
     def init_state(self) -> TrainState:
         return self._create(self._init_key)

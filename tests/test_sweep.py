@@ -155,3 +155,24 @@ def test_killing_the_runner_takes_its_workers_down(tmp_path, signum):
         time.sleep(0.1)
     stat = Path(f"/proc/{worker}/stat")
     assert not stat.exists() or stat.read_text().split(")")[1].split()[0] == "Z"  # gone, or dead and unreaped
+
+
+def test_jobs_0_trains_in_this_process_as_the_trial_processes_do(tmp_path, capsys):
+    """``--jobs 0``: the trials one after another in this process, each run directory as a ``seqjax train``
+    process leaves it (metrics equal); a diverged trial fails alone, its error line in its ``train.log``."""
+    overrides = ["train.steps=4", "train.log_every=1", "train.eval_every=2", "train.checkpoint_every=2",
+                 "task.seq_len=5", "model.hidden_size=4", "train.eval_examples=8", "train.test_examples=8"]
+    runs = {}
+    for jobs in (1, 0):
+        (tmp_path / str(jobs)).mkdir()
+        path = _sweep_file(tmp_path / str(jobs), grid={"optim.lr": [0.01, 1.0e30]}, seeds=[0], overrides=overrides)
+        assert main(["sweep", str(path), "--jobs", str(jobs), "--no-vmap"]) == 1  # the lr=1e30 trial diverges
+        runs[jobs] = tmp_path / str(jobs) / "out"
+        assert ("(in this process" in capsys.readouterr().out) == (jobs == 0)
+    rows = {jobs: [json.loads(line) for line in (out / "lr=0.01,seed=0" / "metrics.jsonl").read_text().splitlines()]
+            for jobs, out in runs.items()}
+    assert rows[0] == rows[1] and len(rows[0]) == 6  # 4 train rows, 2 val rows
+    for out in runs.values():
+        assert not (out / "lr=1e+30,seed=0" / "summary.json").exists()
+        assert "error: " in (out / "lr=1e+30,seed=0" / "train.log").read_text()
+    assert main(["sweep", str(tmp_path / "0" / "sweep.yaml"), "--jobs", "0", "--launcher", "slurm"]) == 2

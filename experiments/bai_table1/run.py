@@ -15,7 +15,8 @@ and ``results.md`` (test loss, mean ± 95% CI over seeds) to
 Usage:  python experiments/bai_table1/run.py [--out FOLDER] [--quick]
 
 ``--quick`` is a smoke test of the same pipeline: one seed per model (``study.quick_sweep``), each at its
-experiment's tiny size (``seqjax.experiment.tiny``: 6 steps, T=24, one layer of width 8), results under
+experiment's tiny size (``seqjax.experiment.tiny``: 6 steps, T=24, one layer of width 8) and trained in this
+process (``study.quick_jobs``), results under
 ``--out`` (default ``runs/quick/bai_table1``); it fails unless every row holds finite losses.
 """
 
@@ -28,7 +29,7 @@ from omegaconf import DictConfig
 
 from seqjax.experiment.evaluate import evaluate_run
 from seqjax.experiment.report import mean_ci
-from seqjax.experiment.study import check_quick, quick_sweep, study_out, study_parser, trial_command
+from seqjax.experiment.study import check_quick, quick_jobs, quick_sweep, study_out, study_parser, trial_command
 from seqjax.experiment.sweep import Trial, plan_sweep, run_sweep
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -79,7 +80,7 @@ def main() -> None:
     rows = []
     for task, sweep in SWEEPS.items():
         sweep = quick_sweep(sweep, out) if args.quick else sweep
-        failed = run_sweep(sweep, out=out / "runs" / task, vmap=False, tiny=args.quick)
+        failed = run_sweep(sweep, out=out / "runs" / task, vmap=False, tiny=args.quick, jobs=quick_jobs(args.quick))
         if failed:
             raise SystemExit(f"training failed for {[t.name for t in failed]}")
         plan = plan_sweep(sweep, out=out / "runs" / task, tiny=args.quick)

@@ -12,7 +12,7 @@ Usage:  python experiments/induction_heads/run.py [--lengths 64 128 256 512 1024
 
 ``--quick`` is a smoke test of the same pipeline (it overrides ``--lengths``): one seed per model
 (``study.quick_sweep``), each at its experiment's tiny size (``seqjax.experiment.tiny``: 6 steps, L=24, one
-layer of width 8), tested at L=24 and 48; results under ``--out`` (default ``runs/quick/induction_heads``); it
+layer of width 8) and trained in this process (``study.quick_jobs``), tested at L=24 and 48; results under ``--out`` (default ``runs/quick/induction_heads``); it
 fails unless every row holds finite accuracies.
 """
 
@@ -29,7 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from seqjax.experiment.evaluate import evaluate_run  # noqa: E402
 from seqjax.experiment.report import mean_ci  # noqa: E402
 from seqjax.experiment.study import (  # noqa: E402
-    check_quick, ci_text, quick_sweep, score_trial, study_out, study_parser)
+    check_quick, ci_text, quick_jobs, quick_sweep, score_trial, study_out, study_parser)
 from seqjax.experiment.sweep import plan_sweep, run_sweep  # noqa: E402
 from seqjax.experiment.tiny import TINY_TASK  # noqa: E402
 
@@ -85,7 +85,7 @@ def main() -> None:
     if args.quick:
         args.lengths = [QUICK_LENGTH, 2 * QUICK_LENGTH]
     sweep = quick_sweep(SWEEP, out) if args.quick else SWEEP
-    failed = run_sweep(sweep, out=out / "runs", tiny=args.quick)
+    failed = run_sweep(sweep, out=out / "runs", tiny=args.quick, jobs=quick_jobs(args.quick))
     if failed:
         raise SystemExit(f"training failed for {[t.name for t in failed]}")
     plan = plan_sweep(sweep, out=out / "runs", tiny=args.quick)

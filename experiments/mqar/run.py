@@ -14,7 +14,8 @@ Usage:  python experiments/mqar/run.py [--out FOLDER] [--quick]
 
 ``--quick`` is a smoke test of the same pipeline on the sweep cut to one point of its search space, every
 model at its tiny size (``seqjax.experiment.tiny``: 6 steps, one layer; ``QUICK_SPACE``: L=24, K=4, width 8,
-batch 4; every model, its first seed: ``study.quick_sweep``); results under ``--out`` (default
+batch 4; every model, its first seed: ``study.quick_sweep``), trained in this process (``study.quick_jobs``);
+results under ``--out`` (default
 ``runs/quick/mqar``); it fails unless every row holds finite accuracies.
 """
 

@@ -11,7 +11,8 @@ the trials already trained (the sweep's rule) and scores them again.
 Usage:  python experiments/selective_copying/run.py [--sweep FILE] [--out FOLDER] [--quick]
 
 ``--quick`` is a smoke test of the same pipeline: one seed of each model (``study.quick_sweep``), each at its
-experiment's tiny size (``seqjax.experiment.tiny``: 6 steps, L=24, one layer of width 8), results under
+experiment's tiny size (``seqjax.experiment.tiny``: 6 steps, L=24, one layer of width 8) and trained in this
+process (``study.quick_jobs``), results under
 ``--out`` (default ``runs/quick/selective_copying``); it fails unless every row holds finite accuracies.
 """
 

@@ -25,6 +25,8 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.launcher != "slurm" and (slurm_given or not args.wait):
         raise UserError(f"{' '.join(slurm_given) or '--no-wait'} needs --launcher slurm")
     search = bool(load_sweep(args.sweep, args.out)[0].search)
+    if args.jobs == 0 and args.launcher == "slurm":
+        raise UserError("--jobs 0 trains in this process: not with --launcher slurm")
     if args.tiny and (search or args.launcher == "slurm"):
         raise UserError("--tiny runs a grid sweep here: not a search section, nor --launcher slurm")
     if args.launcher == "slurm" and not args.dry_run:
@@ -131,7 +133,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sweep.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                        help="dotted overrides for every trial, after the file's, e.g. train.steps=100")
     sweep.add_argument("--out", default=None, help="the output folder instead of the sweep file's `out`")
-    sweep.add_argument("--jobs", type=int, default=1, help="trials run at once, each in its own process (a search: workers)")
+    sweep.add_argument("--jobs", type=_count, default=1,
+                       help="trials run at once, each in its own process (a search: workers); 0: one after "
+                            "another in this process, where a debugger or a profiler sees them")
     sweep.add_argument("--tiny", action="store_true",
                        help="a smoke test: every trial for 6 steps at its experiment's tiny size (one layer of "
                             "width 8, length 24); the sweep's values and the overrides given still win")

@@ -9,8 +9,9 @@ file read.
 :func:`use_compilation_cache` points JAX at ``$SEQJAX_COMPILATION_CACHE``, else ``$XDG_CACHE_HOME/seqjax/xla``
 (``~/.cache/seqjax/xla``), and caches every program that took over ``MIN_COMPILE_S`` to compile.
 ``SEQJAX_COMPILATION_CACHE=off`` leaves JAX's default (no persistent cache), as does a folder that cannot be
-created, and a ``JAX_COMPILATION_CACHE_DIR`` already set wins (JAX reads it itself).  Entries are keyed by the program, the compile options, the device and
-the JAX version, so a stale entry is never used, only left behind: delete the folder to reclaim the space.
+created, and a ``JAX_COMPILATION_CACHE_DIR`` already set wins (JAX reads it itself).  Entries are keyed by the
+program, the compile options, the device and the JAX version, so a stale entry is never used, only left behind:
+delete the folder to reclaim the space.
 JAX writes no entry for a program with host callbacks, and an unreadable entry (a write that another process
 had not finished) is compiled afresh with a warning.  ``seqjax`` commands apply it at start; library users can
 call it themselves.

@@ -142,10 +142,10 @@ def trial_command(trial: Trial) -> str:
 
 def sweep_rows(sweep: pathlib.Path, out: pathlib.Path, overrides: list[str], columns: Callable[[DictConfig], dict],
                vmap: bool | None = None, tiny: bool = False) -> list[dict]:
-    """Train the sweep's trials (``run_sweep``; runs under ``out``; ``tiny``: each at its experiment's tiny size,
-    as a ``--quick`` run does) and score each: ``columns(cfg)`` (the study's own columns, from the trial's
-    config), then :func:`score_trial`'s; each row printed as it comes."""
-    failed = run_sweep(sweep, overrides=overrides, out=out, vmap=vmap, tiny=tiny)
+    """Train the sweep's trials (``run_sweep``; runs under ``out``; ``tiny``: each at its experiment's tiny size
+    and in this process, as a ``--quick`` run does) and score each: ``columns(cfg)`` (the study's own columns,
+    from the trial's config), then :func:`score_trial`'s; each row printed as it comes."""
+    failed = run_sweep(sweep, overrides=overrides, out=out, vmap=vmap, tiny=tiny, jobs=quick_jobs(tiny))
     if failed:
         raise SystemExit(f"training failed for {[t.name for t in failed]}")
     plan = plan_sweep(sweep, overrides=overrides, out=out, tiny=tiny)
@@ -154,6 +154,12 @@ def sweep_rows(sweep: pathlib.Path, out: pathlib.Path, overrides: list[str], col
         rows.append({**columns(cfg), **score_trial(trial)})
         print(json.dumps(rows[-1]), flush=True)
     return rows
+
+
+def quick_jobs(quick: bool) -> int:
+    """``run_sweep``'s ``jobs`` for a study: a ``--quick`` run's seconds-long trials train in this process
+    (``jobs=0``: no process start-up per trial), the study's own one trial process at a time."""
+    return 0 if quick else 1
 
 
 def quick_sweep(sweep: pathlib.Path, out: pathlib.Path, space: dict[str, list] | None = None) -> pathlib.Path:

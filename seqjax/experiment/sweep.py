@@ -234,6 +234,28 @@ def run_trial(trial: Trial, quiet: bool, workers: Workers) -> int:
     return rc
 
 
+def run_inline(trial: Trial, cfg: Any, quiet: bool) -> int:
+    """Train ``trial`` in this process (``jobs=0``: a debugger or a profiler sees it), its output in its
+    ``train.log`` as a trial process writes it; 0, or 1 if it failed (its error line in the log)."""
+    from seqjax.experiment.loop import Trainer
+    from seqjax.experiment.memory import check_fits
+
+    trial.run_dir.mkdir(parents=True, exist_ok=True)
+    with open(trial.run_dir / "train.log", "a") as log, contextlib.redirect_stdout(log), \
+            contextlib.redirect_stderr(log):
+        try:
+            check_fits(cfg)
+            Trainer(cfg).run()
+            rc = 0
+        except Exception as e:  # the trial fails alone, as a trial process would
+            print(f"error: {describe(e)}")
+            rc = 1
+    if not quiet:
+        status = "done" if rc == 0 else "FAILED"
+        print(f"[{status}] {trial.name}  (in this process; log: {trial.run_dir / 'train.log'})", flush=True)
+    return rc
+
+
 def vmapped_groups(cfgs: list[Any], vmap: bool | None = None, group_size: int | None = None) -> list[list[int]]:
     """The indices of the trials trained together, group by group (the others run alone).
 
@@ -333,7 +355,9 @@ def plan_sweep(path: str | Path, *, overrides: list[str] | tuple[str, ...] = (),
 def run_sweep(path: str | Path, *, jobs: int = 1, dry_run: bool = False, quiet: bool = False,
               overrides: list[str] | tuple[str, ...] = (), out: str | Path | None = None,
               vmap: bool | None = None, group_size: int | None = None, tiny: bool = False) -> list[Trial]:
-    """Validate every trial, then run those without a summary; returns the failed trials.
+    """Validate every trial, then run those without a summary; returns the failed trials.  The trials outside
+    vmapped groups run ``jobs`` at a time, each in a ``seqjax train`` process, or with ``jobs=0`` one after
+    another in this process (:func:`run_inline`).
 
     ``overrides`` are added to every trial (see :func:`check_overrides`); ``out`` replaces the file's;
     ``vmap`` and ``group_size``: see :func:`vmapped_groups`; ``tiny``: every trial at its experiment's tiny
@@ -355,6 +379,8 @@ def run_sweep(path: str | Path, *, jobs: int = 1, dry_run: bool = False, quiet: 
     with _stop_on_sigterm():
         for todo in plan.pending_groups():
             failed += run_group([trials[i] for i in todo], [plan.cfgs[i] for i in todo], quiet)
+    if jobs == 0:
+        return failed + [trials[i] for i in plan.pending_alone() if run_inline(trials[i], plan.cfgs[i], quiet) != 0]
     alone = [trials[i] for i in plan.pending_alone()]
     workers = Workers()
     with _stop_on_sigterm(), ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:

@@ -31,7 +31,7 @@ def _run(capsys, argv: list[str]) -> tuple[int, list[str]]:
         (["train", EXP, "task.name=adder"], ["unknown task 'adder'", "choose one of", "copy"]),
         (["train", "configs/experiments/no_such.yaml"], ["no_such.yaml", "not found"]),
         (["train", EXP, "task.variant=xyz"], ["variant 'xyz'", "'tcn', 'urnn'"]),
-        (["train", EXP, "task=mqar", "task.seq_len=32", "model.bidirectional=true"], ["not causal", "answers among the later inputs"]),
+        (["train", EXP, "task=mqar", "task.seq_len=32", "task.values_in_queries=true", "model.bidirectional=true"], ["not causal", "answers among the later inputs"]),
         (["train", EXP, "optim.schedule=linear"], ["unknown optim.schedule 'linear'", "'constant', 'warmup_cosine'"]),
         (["train", EXP, "optim.weight_decay=0.1"], ["weight_decay", "adamw"]),
         (["train", EXP, "train.best_metric=acc"], ["train.best_metric='acc'", "choose one of loss, mse, solved"]),

@@ -72,7 +72,7 @@ def test_switching_model_family_validates_against_the_new_schema():
         (["train.steps=0"], ["train.steps", "positive"]),
         (["train.checkpoint_every=15"], ["checkpoint_every", "multiple", "eval_every"]),
         (["hidden_size"], ["'hidden_size'", "KEY=VALUE"]),
-        (["task=mqar", "task.seq_len=32", "model.bidirectional=true"], ["not causal", "'mqar'", "model.bidirectional=false"]),
+        (["task=mqar", "task.seq_len=32", "task.values_in_queries=true", "model.bidirectional=true"], ["not causal", "'mqar'", "model.bidirectional=false"]),
     ],
 )
 def test_bad_input_is_one_line_naming_the_key_and_the_fix(overrides, fragments):

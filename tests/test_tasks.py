@@ -129,7 +129,12 @@ def test_associative_recall_definition():
         assert len(set(table.values())) == K  # distinct values, as Zoology draws them (drawn with replacement, ~half fail)
         queries = np.flatnonzero(m)
         assert len(queries) == K and set(x[queries]) == set(table)
-        assert all(y[q] == table[x[q]] and x[q + 1] == table[x[q]] for q in queries)
+        assert all(y[q] == table[x[q]] and x[q + 1] == 0 for q in queries)  # nothing after a query (Zoology)
+        assert not set(x[2 * K:]) & set(table.values())  # no value after the pairs: each must be recalled
+    leaky = _task("mqar", seq_len=L, num_pairs=K, vocab_size=V, values_in_queries=True)
+    b = jax.tree.map(np.asarray, fixed_split(leaky, 0, "val", 32))
+    for x, y, m in zip(b["inputs"], b["targets"], b["mask"]):
+        assert all(x[q + 1] == y[q] for q in np.flatnonzero(m))  # k_j v_j slots: the answer is the next input
     with pytest.raises(UserError, match="seq_len must be at least"):
         _task("mqar", seq_len=10, num_pairs=4)
     with pytest.raises(UserError, match="raise vocab_size to at least 10"):
@@ -139,6 +144,7 @@ def test_associative_recall_definition():
 @pytest.mark.parametrize("name, options", [
     ("copy", dict(seq_len=12)), ("selective_copy", dict(seq_len=24, num_tokens=5)),
     ("induction", dict(seq_len=30)), ("mqar", dict(seq_len=40, num_pairs=5)),
+    ("mqar", dict(seq_len=40, num_pairs=5, values_in_queries=True)),
 ])
 def test_causal_flag_marks_exactly_the_tasks_whose_answers_are_later_inputs(name, options):
     """``task.requires_causal_model`` (a bidirectional model is refused) iff the answers can be read from the future inputs.

@@ -136,7 +136,7 @@ def test_usable_from_config_and_bidirectional_lm_rejected(capsys):
     params = w.init(jax.random.key(0))
     loss, metrics = w.loss(params, w.sample_train(0), jax.random.key(1), True)
     assert np.isfinite(float(loss)) and "accuracy" in metrics
-    assert main(["train", "configs/experiments/copy_transformer.yaml", "task=mqar", "model.causal=false"]) == 2
+    assert main(["train", "configs/experiments/copy_transformer.yaml", "task=mqar", "task.values_in_queries=true", "model.causal=false"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "not causal" in err
 

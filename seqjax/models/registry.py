@@ -95,9 +95,9 @@ def check_task(task: Task, model_name: str, opts: Any) -> None:
     """Reject a non-causal (e.g. bidirectional) backbone on a task whose targets appear in later inputs,
     then run the family's own ``check_task`` hook (the TCN warns when its receptive field is too short).
 
-    On such a task (``task.requires_causal_model``: MQAR, where each answer is the token after its query) a backward
-    pass would read the answer.  Elsewhere (copy, selective copying, induction: the answers lie in the
-    past) a bidirectional model is a fair, if different, contender.
+    On such a task (``task.requires_causal_model``: MQAR with ``values_in_queries``, where each answer is the token
+    after its query) a backward pass would read the answer.  Elsewhere (copy, selective copying, induction,
+    Zoology's MQAR: the answers lie in the past) a bidirectional model is a fair, if different, contender.
     """
     if task.requires_causal_model and not is_causal(model_name, opts):
         raise UserError(

@@ -38,6 +38,7 @@ from seqjax.experiment.config import (
 from seqjax.experiment.workloads import WORKLOADS, get_workload
 from seqjax.models.registry import BACKBONES
 from seqjax.tasks.registry import TASKS, get_task
+from test_file_datasets import _write_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "configs/experiments/smoke_adding.yaml"
@@ -70,10 +71,12 @@ def _bases(folder: Path) -> dict[str, tuple[Path, type, str]]:
                "task: {task}}}\n")
     bases["model:seq2seq"] = (_experiment(folder, "model_seq2seq", seq2seq.format(task=part("tasks", "reverse"))),
                               get_workload("seq2seq").model_schema("seq2seq"), "model")
+    _write_mnist(folder / "mnist", 5004, 7, gz=False)  # a file-backed task's base must load (`resolved`)
     for name in TASKS.names():
+        where = f", path: {folder / 'mnist'}" if name == "mnist" else ""
         text = (seq2seq.format(task=part("tasks", name)) if name in SEQ2SEQ_TASKS else
                 f"defaults: {{model: {part('models', 'lstm')}, optim: {part('optim', 'adam')}}}\n"
-                f"model: {{hidden_size: 4}}\ntask: {{name: {name}}}\n")
+                f"model: {{hidden_size: 4}}\ntask: {{name: {name}{where}}}\n")
         bases[f"task:{name}"] = (_experiment(folder, f"task_{name}", text), get_task(name).options, "task")
     return bases
 

@@ -43,12 +43,13 @@ def cache_dir() -> Path | None:
 def use_compilation_cache() -> Path | None:
     """Turn the cache on for this process (before its first compilation); the folder, or ``None`` if left off."""
     path = cache_dir()
+    if path is None:
+        return None
     try:
-        path is not None and path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True)
     except OSError:  # a read-only home: run without the cache rather than not at all
         return None
-    if path is not None:
-        jax.config.update("jax_compilation_cache_dir", str(path))
-        if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
-            jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_S)
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_S)
     return path

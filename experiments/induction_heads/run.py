@@ -10,8 +10,8 @@ Run directories go to ``<out>/runs/``; a rerun skips the trials already trained 
 
 Usage:  python experiments/induction_heads/run.py [--lengths 64 128 256 512 1024] [--out FOLDER] [--quick]
 
-``--quick`` is a smoke test of the same pipeline (it overrides ``--lengths``): one seed per model
-(``study.quick_sweep``), each at its experiment's tiny size (``seqjax.experiment.tiny``: 6 steps, L=24, one
+``--quick`` is a smoke test of the same pipeline (it overrides ``--lengths``): one seed of the claims'
+models, Mamba and the Transformer (``study.quick_sweep``, ``QUICK_MODELS``), each at its experiment's tiny size (``seqjax.experiment.tiny``: 6 steps, L=24, one
 layer of width 8) and trained in this process (``study.quick_jobs``), tested at L=24 and 48; results under ``--out`` (default ``runs/quick/induction_heads``); it
 fails unless every row holds finite accuracies.
 """
@@ -36,6 +36,7 @@ from seqjax.experiment.tiny import TINY_TASK  # noqa: E402
 HERE = pathlib.Path(__file__).resolve().parent
 SWEEP = HERE.parent.parent / "configs" / "sweeps" / "induction.yaml"
 PLOT = "accuracy_vs_length.png"
+QUICK_MODELS = 2  # the sweep's first two, the claims' Mamba and Transformer
 QUICK_LENGTH = TINY_TASK["seq_len"]  # --quick: trained at the tiny length, tested at it and twice it
 
 
@@ -84,7 +85,7 @@ def main() -> None:
     out = study_out(args, create=True)
     if args.quick:
         args.lengths = [QUICK_LENGTH, 2 * QUICK_LENGTH]
-    sweep = quick_sweep(SWEEP, out) if args.quick else SWEEP
+    sweep = quick_sweep(SWEEP, out, models=QUICK_MODELS) if args.quick else SWEEP
     failed = run_sweep(sweep, out=out / "runs", tiny=args.quick, jobs=quick_jobs(args.quick))
     if failed:
         raise SystemExit(f"training failed for {[t.name for t in failed]}")

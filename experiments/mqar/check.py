@@ -15,6 +15,11 @@ checkpoint, mean over seeds, per model, (L, K) and width):
 4. Mamba improves with width: at each (L, K), its mean at the largest width >= its mean at the smallest
    (up to ``TIE``).
 
+Claims 2 and 4 need two (L, K) or two widths: with one (``configs/sweeps/mqar.yaml`` as shipped) they are
+reported as not run.  The linear recurrences of issue 17 are reported beside the claims, not checked:
+Zoology's thesis is that input dependence is what MQAR needs, so the row puts the input-dependent ones
+(``INPUT_DEPENDENT``) beside the time-invariant ones (``TIME_INVARIANT``).
+
 Usage:  python experiments/mqar/check.py [--out FOLDER] [--quick]
 
 Reads ``<out>/results.json`` (default: this folder).  Exits 1 when a claim fails, except with ``--quick``
@@ -32,6 +37,8 @@ HERE = pathlib.Path(__file__).resolve().parent
 SOLVED = 0.99  # claim 1: the Transformer's mean test accuracy
 DROP = 0.1  # claim 2: S4D's mean at the smallest K minus at the largest
 TIE = 0.01  # claims 3, 4: a <= b means a <= b + TIE
+INPUT_DEPENDENT = ("mamba", "mamba2", "hawk", "mingru", "minlstm")
+TIME_INVARIANT = ("s4d", "lru", "s5")
 PUBLISHED = {"solved": "~1.0 at every width", "drop": "falls as K grows (gated convs)",
              "between": "conv < Mamba < attention", "width": "rises with width"}  # Fig. 2, qualitatively
 
@@ -53,7 +60,9 @@ def claims(rows: list[dict]) -> list[Claim]:
                  per_width("transformer", (L, K)), all(mean("transformer", (L, K), w) >= SOLVED for w in widths))
            for L, K in settings]
     first, last = settings[0], settings[-1]
-    for w in widths:
+    if first == last:
+        out.append(Claim("S4D falls as K grows", PUBLISHED["drop"], f"not run: one (L, K) = {first}", None))
+    for w in widths if first != last else ():
         small, large = stats[("s4d", *first, w)], stats[("s4d", *last, w)]
         out.append(Claim(f"S4D falls from K={first[1]} to K={last[1]} at width {w}: by >= {DROP}, CIs disjoint",
                          PUBLISHED["drop"], f"{ci_text(small)} -> {ci_text(large)}",
@@ -64,10 +73,18 @@ def claims(rows: list[dict]) -> list[Claim]:
                          PUBLISHED["between"],
                          " / ".join(" <= ".join(f"{v:.3f}" for v in means) for means in order),
                          all(a <= b + TIE for means in order for a, b in zip(means, means[1:]))))
-    for setting in settings:
+    if len(widths) == 1:
+        out.append(Claim("Mamba rises with width", PUBLISHED["width"], f"not run: one width, {widths[0]}", None))
+    for setting in settings if len(widths) > 1 else ():
         out.append(Claim(f"Mamba rises with width at L={setting[0]}, K={setting[1]} ({at})", PUBLISHED["width"],
                          per_width("mamba", setting),
                          mean("mamba", setting, widths[-1]) + TIE >= mean("mamba", setting, widths[0])))
+    for setting in settings:
+        for w in widths:
+            means = [" ".join(f"{m} {mean(m, setting, w):.3f}" for m in group if (m, *setting, w) in stats)
+                     for group in (INPUT_DEPENDENT, TIME_INVARIANT)]
+            out.append(Claim(f"input-dependent / time-invariant recurrences at L={setting[0]}, K={setting[1]}, "
+                             f"width {w}", "input dependence needed", " / ".join(means), None))
     return out
 
 

@@ -10,7 +10,8 @@ the trials already trained (the sweep's rule) and scores them again.
 
 Usage:  python experiments/selective_copying/run.py [--sweep FILE] [--out FOLDER] [--quick]
 
-``--quick`` is a smoke test of the same pipeline: one seed of each model (``study.quick_sweep``), each at its
+``--quick`` is a smoke test of the same pipeline: one seed of the sweep's first two models, the claims' Mamba
+and S4D in ``selective_copy.yaml`` (``study.quick_sweep``, ``QUICK_MODELS``), each at its
 experiment's tiny size (``seqjax.experiment.tiny``: 6 steps, L=24, one layer of width 8) and trained in this
 process (``study.quick_jobs``), results under
 ``--out`` (default ``runs/quick/selective_copying``); it fails unless every row holds finite accuracies.
@@ -26,6 +27,7 @@ from seqjax.experiment.study import check_quick, ci_text, quick_sweep, study_out
 
 HERE = pathlib.Path(__file__).resolve().parent
 SWEEP = HERE.parent.parent / "configs" / "sweeps" / "selective_copy.yaml"
+QUICK_MODELS = 2  # the first two of a sweep: selective_copy.yaml's Mamba and S4D, the claims' models
 
 
 def write(rows: list[dict], out: pathlib.Path) -> None:
@@ -46,7 +48,7 @@ def main() -> None:
     parser.add_argument("--sweep", type=pathlib.Path, default=SWEEP, help="the sweep file (default: %(default)s)")
     args = parser.parse_args()
     out = study_out(args, create=True)
-    sweep = quick_sweep(args.sweep, out) if args.quick else args.sweep
+    sweep = quick_sweep(args.sweep, out, models=QUICK_MODELS) if args.quick else args.sweep
     rows = sweep_rows(sweep, out / "runs", [], lambda cfg: {"model": cfg.name.removeprefix("selective_copy_"),
                                                             "seed": cfg.seed}, vmap=False, tiny=args.quick)
     write(rows, out)

@@ -162,20 +162,25 @@ def quick_jobs(quick: bool) -> int:
     return 0 if quick else 1
 
 
-def quick_sweep(sweep: pathlib.Path, out: pathlib.Path, space: dict[str, list] | None = None) -> pathlib.Path:
+def quick_sweep(sweep: pathlib.Path, out: pathlib.Path, space: dict[str, list] | None = None,
+                models: int | None = None) -> pathlib.Path:
     """A ``--quick`` copy of ``sweep``, written to ``<out>/quick_<name>``: its first seed, each swept key (grid and
-    zip axes) at ``space[key]`` or else its first value, every experiment of the file, their paths made absolute.
-    A smoke test then trains one point of the search space per experiment, not the study's grid of seeds.
+    zip axes) at ``space[key]`` or else its first value, its first ``models`` experiments (all by default; a study
+    keeps those its claims name: ``tests/test_shipped_configs.py`` trains every experiment at the tiny size), their
+    paths made absolute. A smoke test then trains one point of the search space per model, not the study's grid.
 
     >>> import tempfile
-    >>> path = quick_sweep(ROOT / "configs/sweeps/mqar.yaml", pathlib.Path(tempfile.mkdtemp()), {"model.d_model": [16]})
+    >>> path = quick_sweep(ROOT / "configs/sweeps/bai_table1_adding.yaml", pathlib.Path(tempfile.mkdtemp()), models=2)
     >>> spec = OmegaConf.to_container(OmegaConf.load(path))
-    >>> len(spec["experiment"]), spec["seeds"], spec["grid"], spec["zip"]
-    (3, [0], {'model.d_model': [16]}, {'task.seq_len': [64], 'task.num_pairs': [4], 'train.batch_size': [8]})
+    >>> [pathlib.Path(e).name for e in spec["experiment"]], spec["seeds"]
+    (['adding600_tcn.yaml', 'adding600_gru.yaml'], [0])
+    >>> path = quick_sweep(ROOT / "configs/sweeps/adding_lr.yaml", pathlib.Path(tempfile.mkdtemp()), {"optim.lr": [0.1]})
+    >>> OmegaConf.load(path).grid
+    {'optim.lr': [0.1], 'model.hidden_size': [32]}
     """
     spec = OmegaConf.load(sweep)
     experiments = [spec.experiment] if isinstance(spec.experiment, str) else list(spec.experiment)
-    spec.experiment = [str((sweep.parent / e).resolve()) for e in experiments]
+    spec.experiment = [str((sweep.parent / e).resolve()) for e in experiments[:models]]
     spec.seeds = list(spec.get("seeds", [0]))[:1]
     for axis in ("grid", "zip"):
         if axis in spec:

@@ -7,7 +7,9 @@ the suite's programs are tiny, so XLA's compile time, not their run time, is wha
   with eval, at the shipped-config test's size, took 49 s of CPU with XLA's default optimisation and 28 s at
   -O0; the older emitters then cut the compilation of a train step by 40-50% (``induction_hawk`` 5.6-6.0 s to
   3.0-4.0 s, ``induction_transformer`` 3.9-4.9 s to 1.9-2.7 s, ``adding_lstm`` 1.6-2.0 s to 0.8-0.9 s; three
-  runs each, 2026-12-07).
+  runs each, 2026-12-07); and one LLVM module per program instead of XLA's parallel split, which on two
+  busy cores only adds work: compiling the training gradient of four linear-recurrence backbones (Hawk,
+  Mamba-2, LRU, S5 at width 16) took 3.3-3.6 s of CPU split, 2.1-2.6 s whole (three runs each, 2026-12-07).
 * One persistent JAX compilation cache for the whole run (created by the first process that imports this
   file: the pytest-xdist controller, whose workers inherit it), so a program compiled by one test process
   is loaded, not compiled, by the next (the documented commands and the shipped configs train the same
@@ -20,7 +22,7 @@ import shutil
 import tempfile
 
 FAST_COMPILE = ("--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true "
-                "--xla_cpu_use_fusion_emitters=false")
+                "--xla_cpu_use_fusion_emitters=false --xla_cpu_parallel_codegen_split_count=1")
 if FAST_COMPILE not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE}".strip()
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:

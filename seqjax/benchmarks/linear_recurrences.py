@@ -50,9 +50,10 @@ def family_rows(name: str, *, quick: bool, repeats: int, compare: Callable[..., 
     """Train-step and forward rows of family ``name`` and its peer, at every shape; ratios against ``name``."""
     peer, peer_family, overrides = PEERS[name]
     rows: list = []
+    depth = {"n_layers": 1} if quick else {}  # a smoke test: compiling the second layer is most of its time
     for shape in QUICK_SHAPES if quick else SHAPES:
         x = inputs(shape)
-        programs = {"seqjax": module_program(study_module(name, shape.hidden), x),
-                    peer: module_program(study_module(peer_family, shape.hidden, **overrides), x)}
+        programs = {"seqjax": module_program(study_module(name, shape.hidden, **depth), x),
+                    peer: module_program(study_module(peer_family, shape.hidden, **overrides, **depth), x)}
         rows += compare(name, shape, programs, repeats=repeats)
     return rows

@@ -143,8 +143,8 @@ def test_killing_the_runner_takes_its_workers_down(tmp_path, signum):
     (trial,) = expand(*load_sweep(path))
     runner = subprocess.Popen([sys.executable, "-m", "seqjax.cli", "sweep", str(path)], stdout=subprocess.DEVNULL)
     deadline = time.time() + 240
-    while lock_holder(trial.run_dir) is None:  # the worker is training
-        assert runner.poll() is None and time.time() < deadline
+    while not (lock_holder(trial.run_dir) or "").isdigit():  # the worker is training (its PID written, not yet
+        assert runner.poll() is None and time.time() < deadline  # "unknown": locked, the PID still to come)
         time.sleep(0.1)
     worker = int(lock_holder(trial.run_dir))
     runner.send_signal(signum)

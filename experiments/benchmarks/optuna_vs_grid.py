@@ -3,7 +3,8 @@
 The grid ``configs/sweeps/adding_lstm_grid.yaml`` (an LSTM on adding T=50, 6 learning rates x 3 widths,
 600 steps each) and each search (``--search FILE ...``; default ``configs/sweeps/search_adding_halving.yaml``
 and ``configs/sweeps/search_adding_hyperband.yaml``: TPE over the same 18 points, successive-halving or
-Hyperband pruning from step 200) are run in this process, each into its own folder.
+Hyperband pruning from step 200; ``search_adding_hyperband_box.yaml``: the same over the box the grid spans)
+are run in this process, each into its own folder.
 Each side's *budget* is the training steps it spent (a pruned trial counts the steps it ran), and its
 *result* the best validation MSE of any of its trials.  The claim (issue 14): the search reaches a
 validation MSE within 10% of the grid's best while spending at most a third of the grid's steps.
@@ -55,10 +56,14 @@ def curves(run_dirs: list[Path], axes: list[str]) -> list[dict]:
 
 
 def same_space(grid: Path, search: Path) -> None:
-    """The search samples exactly the grid's points: the comparison is over one space."""
+    """The search samples the grid's space: each axis either the grid's points themselves (``choice``) or the
+    range they span (``loguniform``, ``uniform``, ``int`` from the grid's lowest to its highest value)."""
     axes = OmegaConf.to_container(OmegaConf.load(grid).grid)
     space = OmegaConf.to_container(OmegaConf.load(search).search.space)
-    assert axes == {k: d["choice"] for k, d in space.items()}, (axes, space)
+    assert set(axes) == set(space), (axes, space)
+    for key, points in axes.items():
+        (name, args), = space[key].items()
+        assert args == points if name == "choice" else args == [min(points), max(points)], (key, points, space[key])
 
 
 def copied(path: Path, folder: Path, edit: Callable[[DictConfig], None]) -> Path:
@@ -74,13 +79,18 @@ def copied(path: Path, folder: Path, edit: Callable[[DictConfig], None]) -> Path
 
 
 def shrink(spec: DictConfig) -> None:
-    """The first two learning rates and the first width of the space, with two trials."""
+    """The first two learning rates and the first width of the space (for a range: the range they span), with
+    two trials."""
     keep = {"optim.lr": 2, "model.hidden_size": 1}
     if "grid" in spec:
         spec.grid = {k: list(v)[: keep[k]] for k, v in spec.grid.items()}
-    else:
-        spec.search.space = {k: {"choice": list(d.choice)[: keep[k]]} for k, d in spec.search.space.items()}
-        spec.search.n_trials = 2
+        return
+    grid = OmegaConf.load(GRID).grid
+    for key, dist in spec.search.space.items():
+        (name, args), = dist.items()
+        points = list(grid[key])[: keep[key]]
+        spec.search.space[key] = {name: points if name == "choice" else [min(points), max(points)]}
+    spec.search.n_trials = 2
 
 
 def main() -> None:

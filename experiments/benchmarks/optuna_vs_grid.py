@@ -79,8 +79,8 @@ def copied(path: Path, folder: Path, edit: Callable[[DictConfig], None]) -> Path
 
 
 def shrink(spec: DictConfig) -> None:
-    """The first two learning rates and the first width of the space (for a range: the range they span), with
-    two trials."""
+    """The first two learning rates and the first width of the space (for a range: the range they span; one
+    point, a choice of it), with two trials."""
     keep = {"optim.lr": 2, "model.hidden_size": 1}
     if "grid" in spec:
         spec.grid = {k: list(v)[: keep[k]] for k, v in spec.grid.items()}
@@ -89,7 +89,8 @@ def shrink(spec: DictConfig) -> None:
     for key, dist in spec.search.space.items():
         (name, args), = dist.items()
         points = list(grid[key])[: keep[key]]
-        spec.search.space[key] = {name: points if name == "choice" else [min(points), max(points)]}
+        ranged = name != "choice" and len(points) > 1  # one point: a range would be empty
+        spec.search.space[key] = {name: [min(points), max(points)]} if ranged else {"choice": points}
     spec.search.n_trials = 2
 
 

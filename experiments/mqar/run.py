@@ -72,6 +72,7 @@ def plot(rows: list[dict], path: pathlib.Path) -> None:
             ax.errorbar([w for w, _ in points], [s["mean"] for _, s in points],
                         yerr=[s["ci95"] or 0.0 for _, s in points], marker="o", capsize=3, label=model)
         ax.axhline(rows[0]["chance_accuracy"], color="gray", ls="--", label="chance")
+        ax.set_ylim(0, 1.05)  # accuracy: a 95% interval of three seeds may reach past 1
         ax.set_xscale("log", base=2)
         widths = sorted({w for _, l, k, w in stats if (l, k) == (L, K)})
         ax.set_xticks(widths, [str(w) for w in widths])

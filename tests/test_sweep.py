@@ -142,19 +142,24 @@ def test_killing_the_runner_takes_its_workers_down(tmp_path, signum):
     path = _tiny_sweep(tmp_path, 1000000)
     (trial,) = expand(*load_sweep(path))
     runner = subprocess.Popen([sys.executable, "-m", "seqjax.cli", "sweep", str(path)], stdout=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while not (lock_holder(trial.run_dir) or "").isdigit():  # the worker is training (its PID written, not yet
-        assert runner.poll() is None and time.time() < deadline  # "unknown": locked, the PID still to come)
-        time.sleep(0.1)
-    worker = int(lock_holder(trial.run_dir))
-    runner.send_signal(signum)
-    assert runner.wait(timeout=60) == (-signum if signum == signal.SIGKILL else 128 + signum)
-    deadline = time.time() + 60
-    while lock_holder(trial.run_dir) is not None:
-        assert time.time() < deadline, f"worker {worker} outlived its runner"
-        time.sleep(0.1)
-    stat = Path(f"/proc/{worker}/stat")
-    assert not stat.exists() or stat.read_text().split(")")[1].split()[0] == "Z"  # gone, or dead and unreaped
+    try:
+        deadline = time.time() + 240
+        while not (lock_holder(trial.run_dir) or "").isdigit():  # the worker is training (its PID written, not yet
+            assert runner.poll() is None and time.time() < deadline  # "unknown": locked, the PID still to come)
+            time.sleep(0.1)
+        worker = int(lock_holder(trial.run_dir))
+        runner.send_signal(signum)
+        assert runner.wait(timeout=60) == (-signum if signum == signal.SIGKILL else 128 + signum)
+        deadline = time.time() + 60
+        while lock_holder(trial.run_dir) is not None:
+            assert time.time() < deadline, f"worker {worker} outlived its runner"
+            time.sleep(0.1)
+        stat = Path(f"/proc/{worker}/stat")
+        assert not stat.exists() or stat.read_text().split(")")[1].split()[0] == "Z"  # gone, or dead and unreaped
+    finally:  # a failed assertion above must not leave a million-step trial training
+        if runner.poll() is None:
+            runner.kill()  # its worker follows it (PR_SET_PDEATHSIG)
+            runner.wait()
 
 
 def test_jobs_0_trains_in_this_process_as_the_trial_processes_do(tmp_path, capsys):

@@ -11,9 +11,10 @@ Run directories go to ``<out>/runs/``; a rerun skips the trials already trained 
 Usage:  python experiments/induction_heads/run.py [--lengths 64 128 256 512 1024] [--out FOLDER] [--quick]
 
 ``--quick`` is a smoke test of the same pipeline (it overrides ``--lengths``): one seed of the claims'
-models, Mamba and the Transformer (``study.quick_sweep``, ``QUICK_MODELS``), each at its experiment's tiny size (``seqjax.experiment.tiny``: 6 steps, L=24, one
-layer of width 8) and trained in this process (``study.quick_jobs``), tested at L=24 and 48; results under ``--out`` (default ``runs/quick/induction_heads``); it
-fails unless every row holds finite accuracies.
+models, Mamba and the Transformer (``study.quick_sweep``, ``QUICK_MODELS``), each at its experiment's tiny
+size (``seqjax.experiment.tiny``: 6 steps, L=24, one layer of width 8) and trained in this process
+(``study.quick_jobs``), tested at L=24 and 48; results under ``--out`` (default
+``runs/quick/induction_heads``); it fails unless every row holds finite accuracies.
 """
 
 from __future__ import annotations

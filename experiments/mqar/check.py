@@ -62,11 +62,13 @@ def claims(rows: list[dict]) -> list[Claim]:
     first, last = settings[0], settings[-1]
     if first == last:
         out.append(Claim("S4D falls as K grows", PUBLISHED["drop"], f"not run: one (L, K) = {first}", None))
-    for w in widths if first != last else ():
-        small, large = stats[("s4d", *first, w)], stats[("s4d", *last, w)]
-        out.append(Claim(f"S4D falls from K={first[1]} to K={last[1]} at width {w}: by >= {DROP}, CIs disjoint",
-                         PUBLISHED["drop"], f"{ci_text(small)} -> {ci_text(large)}",
-                         small["mean"] - large["mean"] >= DROP and ci_interval(large)[1] < ci_interval(small)[0]))
+    else:
+        for w in widths:
+            small, large = stats[("s4d", *first, w)], stats[("s4d", *last, w)]
+            out.append(Claim(f"S4D falls from K={first[1]} to K={last[1]} at width {w}: by >= {DROP}, CIs disjoint",
+                             PUBLISHED["drop"], f"{ci_text(small)} -> {ci_text(large)}",
+                             small["mean"] - large["mean"] >= DROP
+                             and ci_interval(large)[1] < ci_interval(small)[0]))
     for setting in settings:
         order = [[mean(m, setting, w) for m in ("s4d", "mamba", "transformer")] for w in widths]
         out.append(Claim(f"Mamba between S4D and attention at L={setting[0]}, K={setting[1]} ({at})",
@@ -75,10 +77,11 @@ def claims(rows: list[dict]) -> list[Claim]:
                          all(a <= b + TIE for means in order for a, b in zip(means, means[1:]))))
     if len(widths) == 1:
         out.append(Claim("Mamba rises with width", PUBLISHED["width"], f"not run: one width, {widths[0]}", None))
-    for setting in settings if len(widths) > 1 else ():
-        out.append(Claim(f"Mamba rises with width at L={setting[0]}, K={setting[1]} ({at})", PUBLISHED["width"],
-                         per_width("mamba", setting),
-                         mean("mamba", setting, widths[-1]) + TIE >= mean("mamba", setting, widths[0])))
+    else:
+        for setting in settings:
+            out.append(Claim(f"Mamba rises with width at L={setting[0]}, K={setting[1]} ({at})", PUBLISHED["width"],
+                             per_width("mamba", setting),
+                             mean("mamba", setting, widths[-1]) + TIE >= mean("mamba", setting, widths[0])))
     for setting in settings:
         for w in widths:
             means = [" ".join(f"{m} {mean(m, setting, w):.3f}" for m in group if (m, *setting, w) in stats)

@@ -14,9 +14,9 @@ over ``task.seq_len``/``task.num_pairs`` and ``model.d_model`` fills in more of 
 Usage:  python experiments/mqar/run.py [--out FOLDER] [--quick]
 
 ``--quick`` is a smoke test of the same pipeline: one seed of the claims' three models at their tiny size
-(``study.quick_sweep``, ``QUICK_MODELS``; ``seqjax.experiment.tiny``: 6 steps, L=24, one layer of width 8), trained in this
-process (``study.quick_jobs``); results under ``--out`` (default ``runs/quick/mqar``); it fails unless every
-row holds finite accuracies.
+(``study.quick_sweep``, ``QUICK_MODELS``; ``seqjax.experiment.tiny``: 6 steps, L=24, one layer of width 8),
+trained in this process (``study.quick_jobs``); results under ``--out`` (default ``runs/quick/mqar``); it fails
+unless every row holds finite accuracies.
 """
 
 from __future__ import annotations

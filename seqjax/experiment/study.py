@@ -162,21 +162,19 @@ def quick_jobs(quick: bool) -> int:
     return 0 if quick else 1
 
 
-def quick_sweep(sweep: pathlib.Path, out: pathlib.Path, space: dict[str, list] | None = None,
-                models: int | None = None) -> pathlib.Path:
+def quick_sweep(sweep: pathlib.Path, out: pathlib.Path, models: int | None = None) -> pathlib.Path:
     """A ``--quick`` copy of ``sweep``, written to ``<out>/quick_<name>``: its first seed, each swept key (grid and
-    zip axes) at ``space[key]`` or else its first value, its first ``models`` experiments (all by default; a study
-    keeps those its claims name: ``tests/test_shipped_configs.py`` trains every experiment at the tiny size), their
-    paths made absolute. A smoke test then trains one point of the search space per model, not the study's grid.
+    zip axes) at its first value, its first ``models`` experiments (all by default; a study keeps those its claims
+    name: ``tests/test_shipped_configs.py`` trains every experiment at the tiny size), their paths made absolute.
+    A smoke test then trains one point of the search space per model, not the study's grid.
 
     >>> import tempfile
-    >>> path = quick_sweep(ROOT / "configs/sweeps/bai_table1_adding.yaml", pathlib.Path(tempfile.mkdtemp()), models=2)
+    >>> path = quick_sweep(ROOT / "configs/sweeps/bai_table1_adding.yaml", pathlib.Path(tempfile.mkdtemp()), 2)
     >>> spec = OmegaConf.to_container(OmegaConf.load(path))
     >>> [pathlib.Path(e).name for e in spec["experiment"]], spec["seeds"]
     (['adding600_tcn.yaml', 'adding600_gru.yaml'], [0])
-    >>> path = quick_sweep(ROOT / "configs/sweeps/adding_lr.yaml", pathlib.Path(tempfile.mkdtemp()), {"optim.lr": [0.1]})
-    >>> OmegaConf.load(path).grid
-    {'optim.lr': [0.1], 'model.hidden_size': [32]}
+    >>> OmegaConf.load(quick_sweep(ROOT / "configs/sweeps/adding_lr.yaml", pathlib.Path(tempfile.mkdtemp()))).grid
+    {'optim.lr': [0.001], 'model.hidden_size': [32]}
     """
     spec = OmegaConf.load(sweep)
     experiments = [spec.experiment] if isinstance(spec.experiment, str) else list(spec.experiment)
@@ -184,7 +182,7 @@ def quick_sweep(sweep: pathlib.Path, out: pathlib.Path, space: dict[str, list] |
     spec.seeds = list(spec.get("seeds", [0]))[:1]
     for axis in ("grid", "zip"):
         if axis in spec:
-            spec[axis] = {key: (space or {}).get(key, list(values)[:1]) for key, values in spec[axis].items()}
+            spec[axis] = {key: list(values)[:1] for key, values in spec[axis].items()}
     path = out / f"quick_{sweep.name}"
     OmegaConf.save(spec, path)
     return path

@@ -9,7 +9,7 @@ import pytest
 
 from seqjax.errors import UserError
 from seqjax.tasks import get_task, make_task, train_batch
-from seqjax.tasks.listops import SYMBOLS, ListOpsOptions, listops, sample_numpy
+from seqjax.tasks.listops import OPERATORS, SYMBOLS, ListOpsOptions, listops, sample_numpy
 from seqjax.tasks.tokens import FIRST, PAD
 
 NAMES = dict(enumerate(SYMBOLS, start=FIRST))  # token id -> symbol, from the table only
@@ -75,6 +75,26 @@ def test_generated_sequences_evaluate_to_their_labels_within_bounds():
         assert max_nesting(symbols) <= opts.max_depth - 1  # digits only at max_depth
     counts = np.bincount(labels, minlength=10)
     assert (counts > 0).sum() == 10 and counts.max() < 0.5 * len(labels), counts  # not degenerate
+
+
+@pytest.mark.parametrize("max_args", [2, 5, 10])
+def test_tree_shapes_follow_the_lra_rule_in_closed_form(max_args):
+    """Unconditioned trees at max_depth 2: the root is a digit w.p. 0.75 (1 token), else an operator over
+    k = 2..max_args digits, uniform (k + 2 tokens): P(k + 2) = 0.25 / (max_args - 1). Every symbol is equally
+    likely among its kind (operators among 4, digits among 10)."""
+    n = 20_000
+    tokens, lengths, _ = sample_numpy(np.array([7]), n, ListOpsOptions(min_len=1, max_len=max_args + 2, max_depth=2,
+                                                                          max_args=max_args))
+    expected = {1: 0.75} | {k + 2: 0.25 / (max_args - 1) for k in range(2, max_args + 1)}
+    freq = np.bincount(lengths, minlength=max_args + 3) / n
+    assert set(np.flatnonzero(freq)) == set(expected)
+    for length, p in expected.items():
+        assert abs(freq[length] - p) < 4 * np.sqrt(p * (1 - p) / n), (length, freq[length], p)
+    firsts = [NAMES[int(t)] for t in tokens[lengths > 1, 0]]
+    assert {f: firsts.count(f) / len(firsts) for f in set(firsts)} == pytest.approx(dict.fromkeys(OPERATORS, 0.25),
+                                                                                    abs=0.03)
+    digits = tokens[lengths == 1, 0]
+    assert np.bincount(digits - FIRST, minlength=10) / len(digits) == pytest.approx(np.full(10, 0.1), abs=0.015)
 
 
 def test_default_lengths_and_depth():

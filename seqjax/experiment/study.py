@@ -120,17 +120,18 @@ def ci_interval(stats: dict) -> tuple[float, float]:
     return stats["mean"] - h, stats["mean"] + h
 
 
-def score_trial(trial: Trial) -> dict:
-    """A trained sweep trial's result columns: its summary (parameters, steps, best validation accuracy and the
-    validation accuracy at each evaluation, wall time), the test accuracy of its best validation checkpoint
-    (``seqjax eval``) and the ``seqjax train`` command that reproduces it."""
+def score_trial(trial: Trial, metric: str = "accuracy") -> dict:
+    """A trained sweep trial's result columns: its summary (parameters, steps, the ``metric`` of its best
+    validation evaluation and at each evaluation, wall time), the test ``metric`` of its best validation
+    checkpoint (``seqjax eval``), the task's memoryless baseline of it (``chance_<metric>``) and the ``seqjax
+    train`` command that reproduces it."""
     summary = json.loads((trial.run_dir / "summary.json").read_text())
     rows = [json.loads(line) for line in (trial.run_dir / "metrics.jsonl").read_text().splitlines()]
     test = evaluate_run(str(trial.run_dir))
     return {"params": summary["param_count"], "steps": summary["steps"], "best_step": test["step"],
-            "val_accuracy": summary["best"]["accuracy"], "test_accuracy": test["metrics"]["accuracy"],
-            "val_accuracy_by_step": {r["step"]: r["accuracy"] for r in rows if r["split"] == "val"},
-            "test_examples": test["examples"], "chance_accuracy": test["baseline"]["accuracy"],
+            f"val_{metric}": summary["best"][metric], f"test_{metric}": test["metrics"][metric],
+            f"val_{metric}_by_step": {r["step"]: r[metric] for r in rows if r["split"] == "val"},
+            "test_examples": test["examples"], f"chance_{metric}": test["baseline"][metric],
             "wall_s": summary["wall_time_s"], "command": trial_command(trial)}
 
 
@@ -141,17 +142,17 @@ def trial_command(trial: Trial) -> str:
 
 
 def sweep_rows(sweep: pathlib.Path, out: pathlib.Path, overrides: list[str], columns: Callable[[DictConfig], dict],
-               vmap: bool | None = None, tiny: bool = False) -> list[dict]:
+               vmap: bool | None = None, tiny: bool = False, metric: str = "accuracy") -> list[dict]:
     """Train the sweep's trials (``run_sweep``; runs under ``out``; ``tiny``: each at its experiment's tiny size
     and in this process, as a ``--quick`` run does) and score each: ``columns(cfg)`` (the study's own columns,
-    from the trial's config), then :func:`score_trial`'s; each row printed as it comes."""
+    from the trial's config), then :func:`score_trial`'s of ``metric``; each row printed as it comes."""
     failed = run_sweep(sweep, overrides=overrides, out=out, vmap=vmap, tiny=tiny, jobs=quick_jobs(tiny))
     if failed:
         raise SystemExit(f"training failed for {[t.name for t in failed]}")
     plan = plan_sweep(sweep, overrides=overrides, out=out, tiny=tiny)
     rows = []
     for trial, cfg in zip(plan.trials, plan.cfgs):
-        rows.append({**columns(cfg), **score_trial(trial)})
+        rows.append({**columns(cfg), **score_trial(trial, metric)})
         print(json.dumps(rows[-1]), flush=True)
     return rows
 

@@ -29,8 +29,7 @@ from omegaconf import DictConfig
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from seqjax.experiment.study import (  # noqa: E402
-    cell_stats, check_quick, quick_sweep, study_out, study_parser, sweep_rows)
+from seqjax.experiment.study import cell_stats, sweep_study  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
 SWEEPS = {variant: HERE.parent.parent / "configs" / "sweeps" / name
@@ -51,7 +50,7 @@ def mse_text(stats: dict) -> str:
 
 
 def write(rows: list[dict], out: pathlib.Path) -> None:
-    """``results.json`` (the rows) and ``results.md``: per variant, test MSE (mean ± 95% CI) per model and T."""
+    """``results.json`` (the rows), ``results.md`` (per variant, test MSE, mean ± 95% CI, per model and T), the plot."""
     (out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
     stats = cell_stats(rows, CELL, "test_mse")
     lines = []
@@ -68,6 +67,7 @@ def write(rows: list[dict], out: pathlib.Path) -> None:
                          + " | ".join(mse_text(stats[variant, model, T]) for T in lengths) + " |")
         lines.append("")
     (out / "results.md").write_text("\n".join(lines))
+    plot(rows, out / PLOT)
 
 
 def plot(rows: list[dict], path: pathlib.Path) -> None:
@@ -92,20 +92,5 @@ def plot(rows: list[dict], path: pathlib.Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def main() -> None:
-    parser = study_parser(__doc__.splitlines()[0], HERE)
-    args = parser.parse_args()
-    out = study_out(args, create=True)
-    rows = []
-    for variant, sweep in SWEEPS.items():
-        sweep = quick_sweep(sweep, out) if args.quick else sweep
-        rows += sweep_rows(sweep, out / "runs" / variant, [], columns, tiny=args.quick, metric="mse")
-        write(rows, out)
-    plot(rows, out / PLOT)
-    print((out / "results.md").read_text())
-    if args.quick:
-        check_quick(out, len(rows), ("results.md", PLOT), finite=("val_mse", "test_mse", "wall_s"))
-
-
 if __name__ == "__main__":
-    main()
+    sweep_study(__doc__.splitlines()[0], HERE, SWEEPS, columns, write, ("results.md", PLOT), metric="mse")

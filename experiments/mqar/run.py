@@ -30,8 +30,7 @@ from omegaconf import DictConfig
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from seqjax.experiment.study import (  # noqa: E402
-    cell_stats, check_quick, ci_text, quick_sweep, study_out, study_parser, sweep_rows)
+from seqjax.experiment.study import cell_stats, ci_text, sweep_study  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
 SWEEP = HERE.parent.parent / "configs" / "sweeps" / "mqar.yaml"
@@ -47,7 +46,7 @@ def columns(cfg: DictConfig) -> dict:
 
 
 def write(rows: list[dict], out: pathlib.Path) -> None:
-    """``results.json`` (the rows) and ``results.md`` (test accuracy, mean ± 95% CI, per model and width)."""
+    """``results.json`` (the rows), ``results.md`` (test accuracy, mean ± 95% CI, per model and width), the plot."""
     (out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
     stats = cell_stats(rows, CELL)
     settings = sorted({(L, K) for _, L, K, _ in stats})
@@ -59,6 +58,7 @@ def write(rows: list[dict], out: pathlib.Path) -> None:
         table.append(f"| {model} | {width} | {params} | {steps} | "
                      + " | ".join(ci_text(stats[model, L, K, width]) for L, K in settings) + " |")
     (out / "results.md").write_text("\n".join(table) + "\n")
+    plot(rows, out / PLOT)
 
 
 def plot(rows: list[dict], path: pathlib.Path) -> None:
@@ -84,18 +84,5 @@ def plot(rows: list[dict], path: pathlib.Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def main() -> None:
-    parser = study_parser(__doc__.splitlines()[0], HERE)
-    args = parser.parse_args()
-    out = study_out(args, create=True)
-    sweep = quick_sweep(SWEEP, out, models=QUICK_MODELS) if args.quick else SWEEP
-    rows = sweep_rows(sweep, out / "runs", [], columns, tiny=args.quick)
-    write(rows, out)
-    plot(rows, out / PLOT)
-    print((out / "results.md").read_text())
-    if args.quick:
-        check_quick(out, len(rows), ("results.md", PLOT))
-
-
 if __name__ == "__main__":
-    main()
+    sweep_study(__doc__.splitlines()[0], HERE, {"": SWEEP}, columns, write, ("results.md", PLOT), QUICK_MODELS)

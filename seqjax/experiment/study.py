@@ -6,8 +6,9 @@ reads them and prints, claim by claim, the published value, ours and PASS/FAIL. 
 size; its default folder is ``runs/quick/<study>``, so a quick run never overwrites committed results, and
 ``check.py --quick`` reports without failing, since tiny models are not expected to hold the claims).
 
-A study that trains a sweep scores it with :func:`sweep_rows` (one row per trial: its own columns, then
-:func:`score_trial`'s) and checks its ``--quick`` run with :func:`check_quick`; :func:`cell_stats` gives the
+A study that trains sweeps runs them from :func:`sweep_study` (its whole ``main``), or scores them with
+:func:`sweep_rows` (one row per trial: its own columns, then :func:`score_trial`'s) and checks its ``--quick``
+run with :func:`check_quick`; :func:`cell_stats` gives the
 :func:`~seqjax.experiment.report.mean_ci` statistics of each cell of a table, which :func:`ci_text` and
 :func:`ci_interval` present.
 
@@ -155,6 +156,26 @@ def sweep_rows(sweep: pathlib.Path, out: pathlib.Path, overrides: list[str], col
         rows.append({**columns(cfg), **score_trial(trial, metric)})
         print(json.dumps(rows[-1]), flush=True)
     return rows
+
+
+def sweep_study(description: str, folder: pathlib.Path, sweeps: dict[str, pathlib.Path],
+                columns: Callable[[DictConfig], dict], write: Callable[[list[dict], pathlib.Path], None],
+                outputs: tuple[str, ...] = ("results.md",), quick_models: int | None = None,
+                metric: str = "accuracy") -> None:
+    """The ``main`` of a study that trains sweeps: its command line (:func:`study_parser`), each sweep trained and
+    scored by :func:`sweep_rows` under ``<out>/runs/<key>`` (``--quick``: its :func:`quick_sweep` of
+    ``quick_models`` at the tiny size), ``write(rows, out)`` after each, ``results.md`` printed, and a
+    ``--quick`` run checked (:func:`check_quick`: ``outputs`` written, the ``metric`` finite)."""
+    args = study_parser(description, folder).parse_args()
+    out = study_out(args, create=True)
+    rows: list[dict] = []
+    for key, sweep in sweeps.items():
+        sweep = quick_sweep(sweep, out, models=quick_models) if args.quick else sweep
+        rows += sweep_rows(sweep, out / "runs" / key, [], columns, tiny=args.quick, metric=metric)
+        write(rows, out)
+    print((out / "results.md").read_text())
+    if args.quick:
+        check_quick(out, len(rows), outputs, finite=(f"val_{metric}", f"test_{metric}", "wall_s"))
 
 
 def quick_jobs(quick: bool) -> int:

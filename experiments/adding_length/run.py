@@ -29,7 +29,7 @@ from omegaconf import DictConfig
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from seqjax.experiment.study import cell_stats, sweep_study  # noqa: E402
+from seqjax.experiment.study import cell_stats, ci_text, sweep_study  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
 SWEEPS = {variant: HERE.parent.parent / "configs" / "sweeps" / name
@@ -42,11 +42,6 @@ def columns(cfg: DictConfig) -> dict:
     """A row's own columns: the task's variant and length, the cell, its width and the seed."""
     return {"variant": cfg.task.variant, "T": cfg.task.seq_len, "model": cfg.model.name,
             "hidden_size": cfg.model.hidden_size, "seed": cfg.seed}
-
-
-def mse_text(stats: dict) -> str:
-    """``mean ± h`` in 3 significant digits (one value: the mean)."""
-    return f"{stats['mean']:.3g}" + (f" ± {stats['ci95']:.2g}" if stats["ci95"] is not None else "")
 
 
 def write(rows: list[dict], out: pathlib.Path) -> None:
@@ -64,7 +59,7 @@ def write(rows: list[dict], out: pathlib.Path) -> None:
         for model in dict.fromkeys(r["model"] for r in runs):
             params = next(r["params"] for r in runs if r["model"] == model)
             lines.append(f"| {model} | {params} | "
-                         + " | ".join(mse_text(stats[variant, model, T]) for T in lengths) + " |")
+                         + " | ".join(ci_text(stats[variant, model, T], significant=True) for T in lengths) + " |")
         lines.append("")
     (out / "results.md").write_text("\n".join(lines))
     plot(rows, out / PLOT)

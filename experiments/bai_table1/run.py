@@ -29,7 +29,7 @@ from omegaconf import DictConfig
 
 from seqjax.experiment.evaluate import evaluate_run
 from seqjax.experiment.report import mean_ci
-from seqjax.experiment.study import check_quick, quick_jobs, quick_sweep, study_out, study_parser, trial_command
+from seqjax.experiment.study import check_quick, ci_text, quick_jobs, quick_sweep, study_out, study_parser, trial_command
 from seqjax.experiment.sweep import Trial, plan_sweep, run_sweep
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -53,12 +53,6 @@ def score(trial: Trial, cfg: DictConfig, task: str) -> dict:
             "wall_s": summary["wall_time_s"], "command": trial_command(trial)}
 
 
-def cell(values: list[float]) -> str:
-    """``mean ± h`` (the 95% interval's half-width; one value: the value)."""
-    stats = mean_ci(values)
-    return f"{stats['mean']:.3g}" + (f" ± {stats['ci95']:.2g}" if stats["ci95"] is not None else "")
-
-
 def write(rows: list[dict], out: pathlib.Path) -> None:
     """``results.json`` (the rows) and ``results.md`` (test loss per task and model, mean ± 95% CI over seeds)."""
     (out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
@@ -67,8 +61,9 @@ def write(rows: list[dict], out: pathlib.Path) -> None:
     for task, model in dict.fromkeys((r["task"], r["model"]) for r in rows):
         runs = [r for r in rows if r["task"] == task and r["model"] == model]
         seeds = " / ".join(f"{r['test_loss']:.3g}" for r in runs)
+        loss = ci_text(mean_ci([r["test_loss"] for r in runs]), significant=True)
         table.append(f"| {task} ({LOSS[task]}) | {runs[0]['T']} | {model.upper()} | {runs[0]['params']} | "
-                     f"{runs[0]['steps']} | {len(runs)} | {cell([r['test_loss'] for r in runs])} | "
+                     f"{runs[0]['steps']} | {len(runs)} | {loss} | "
                      f"{runs[0]['baseline_loss']:.3g} | {seeds} |")
     (out / "results.md").write_text("\n".join(table) + "\n")
 

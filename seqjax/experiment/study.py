@@ -8,9 +8,8 @@ size; its default folder is ``runs/quick/<study>``, so a quick run never overwri
 
 A study that trains sweeps runs them from :func:`sweep_study` (its whole ``main``), or scores them with
 :func:`sweep_rows` (one row per trial: its own columns, then :func:`score_trial`'s) and checks its ``--quick``
-run with :func:`check_quick`; :func:`cell_stats` gives the
-:func:`~seqjax.experiment.report.mean_ci` statistics of each cell of a table, which :func:`ci_text` and
-:func:`ci_interval` present.
+run with :func:`check_quick`; :func:`cell_stats` gives the :func:`~seqjax.experiment.report.mean_ci` statistics
+of each cell of a table, which :func:`ci_text` and :func:`ci_interval` present.
 
 >>> import pathlib
 >>> parser = study_parser("A study.", pathlib.Path("experiments/adding"))
@@ -21,6 +20,8 @@ run with :func:`check_quick`; :func:`cell_stats` gives the
 'experiments/adding'
 >>> ci_text({"mean": 0.5, "ci95": 0.25}), ci_text({"mean": 0.5, "ci95": None}), ci_interval({"mean": 0.5, "ci95": 0.25})
 ('0.500 ± 0.250', '0.500', (0.25, 0.75))
+>>> ci_text({"mean": 0.000123456, "ci95": 0.0000456}, significant=True)
+'0.000123 ± 4.6e-05'
 >>> report_claims([("LSTM beats the RNN", "87 vs 21", "0.91 vs 0.40", True)], quick=False)
 claim              published ours         verdict
 LSTM beats the RNN 87 vs 21  0.91 vs 0.40 PASS
@@ -110,9 +111,11 @@ def cell_stats(rows: list[dict], keys: tuple[str, ...], metric: str = "test_accu
     return {cell: mean_ci(v) for cell, v in values.items()}
 
 
-def ci_text(stats: dict) -> str:
-    """``mean ± h`` of :func:`~seqjax.experiment.report.mean_ci`'s statistics, 3 decimals (one value: the mean)."""
-    return f"{stats['mean']:.3f}" + (f" ± {stats['ci95']:.3f}" if stats["ci95"] is not None else "")
+def ci_text(stats: dict, significant: bool = False) -> str:
+    """``mean ± h`` of :func:`~seqjax.experiment.report.mean_ci`'s statistics, 3 decimals, or with ``significant``
+    3 significant digits and 2 for ``h`` (losses spanning decades); one value: the mean."""
+    mean, h = (".3g", ".2g") if significant else (".3f", ".3f")
+    return f"{stats['mean']:{mean}}" + (f" ± {stats['ci95']:{h}}" if stats["ci95"] is not None else "")
 
 
 def ci_interval(stats: dict) -> tuple[float, float]:

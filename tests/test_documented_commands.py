@@ -14,6 +14,7 @@ share them.  Each command runs at a tiny size:
   overrides inserted after the path, before the documented ones, which therefore still win;
 * ``seqjax bench ...``: ``--quick``;
 * ``python SCRIPT.py ...`` (a study's ``run.py``): ``--quick --out <scratch>/out/<study>``;
+* ``bash experiments/.../SCRIPT.sh ...`` (a device script): ``--quick``, its ``$OUT`` ``<scratch>/out``;
 * ``pip install ...``: skipped (CI installs), the rest of its ``&&`` chain runs; ``# comments`` are dropped.
 
 A command fails the block on a non-zero exit or a ``Traceback`` in its output, and so does a change to a
@@ -128,6 +129,8 @@ def small(cmd: list[str], scratch: Path) -> tuple[dict[str, str], list[str]]:
         cmd = [*cmd, "--quick"]
     elif cmd[:1] == ["python"] and len(cmd) >= 2 and cmd[1].endswith(".py"):
         cmd = [*cmd, "--quick", "--out", str(scratch / "out" / Path(cmd[1]).parent.name)]
+    elif cmd[:1] == ["bash"] and len(cmd) >= 2 and cmd[1].startswith("experiments/") and cmd[1].endswith(".sh"):
+        env, cmd = {**env, "OUT": str(scratch / "out")}, [*cmd, "--quick"]
     return env, cmd
 
 
@@ -219,6 +222,9 @@ def test_blocks_are_found_and_parsed(tmp_path):
     assert small(commands(slow.text)[0], tmp_path) == ({}, ["seqjax", "train", "a.yaml", *TINY_TRAIN, "k=1"])
     assert small(commands(plain.text)[0], tmp_path) == (
         {"X": "1"}, ["python", "experiments/s/run.py", "--n", "2", "--m", "3", "--quick", "--out", str(tmp_path / "out/s")])
+    assert small(["bash", "experiments/b/gpu.sh"], tmp_path) == ({"OUT": str(tmp_path / "out")},
+                                                                  ["bash", "experiments/b/gpu.sh", "--quick"])
+    assert small(["bash", "scripts/slurm-local.sh", "start"], tmp_path) == ({}, ["bash", "scripts/slurm-local.sh", "start"])
     doc.write_text("<!-- test: slwo -->\n```bash\nls\n```\n")
     with pytest.raises(ValueError, match="bad annotation"):
         parse_blocks(doc)

@@ -2,7 +2,9 @@
 
 Runs ``seqjax sweep configs/sweeps/mqar.yaml`` (Transformer, Mamba and S4D, the models of the claims, and the
 six linear recurrences Mamba-2, LRU, Hawk, minGRU, minLSTM and S5, two layers each, at L=64, K=4, width 64,
-seeds 0, 1, 2; each model's three seeds trained together in one vmapped program), scores each run's best
+seeds 0, 1, 2; each model's three seeds trained together in one vmapped program), then
+``configs/sweeps/mqar_k.yaml`` (S4D at (L, K) = (128, 8) and (256, 16), the same seeds; run directories under
+``<out>/runs/k/``), scores each run's best
 validation checkpoint on the fixed test split with ``seqjax eval`` and writes to ``--out`` (default: here):
 ``results.json`` (one row per run: model, L, K, width, batch, seed, params, steps, best step, validation and
 test accuracy, the validation accuracy at each evaluation, wall time, the ``seqjax train`` command that
@@ -33,7 +35,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from seqjax.experiment.study import cell_stats, ci_text, sweep_study  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
-SWEEP = HERE.parent.parent / "configs" / "sweeps" / "mqar.yaml"
+SWEEPS = {"": HERE.parent.parent / "configs" / "sweeps" / "mqar.yaml",  # nine models at (L, K) = (64, 4)
+          "k": HERE.parent.parent / "configs" / "sweeps" / "mqar_k.yaml"}  # S4D at (128, 8) and (256, 16)
 PLOT = "accuracy_vs_width.png"
 QUICK_MODELS = 3  # the sweep's first three, the models the claims name
 CELL = ("model", "seq_len", "num_pairs", "d_model")  # a table cell: the seeds of one model, (L, K) and width
@@ -56,7 +59,8 @@ def write(rows: list[dict], out: pathlib.Path) -> None:
         runs = [r for r in rows if (r["model"], r["d_model"]) == (model, width)]
         params, steps = ("/".join(str(v) for v in dict.fromkeys(r[k] for r in runs)) for k in ("params", "steps"))
         table.append(f"| {model} | {width} | {params} | {steps} | "
-                     + " | ".join(ci_text(stats[model, L, K, width]) for L, K in settings) + " |")
+                     + " | ".join(ci_text(stats[model, L, K, width]) if (model, L, K, width) in stats else "-"
+                                  for L, K in settings) + " |")
     (out / "results.md").write_text("\n".join(table) + "\n")
     plot(rows, out / PLOT)
 
@@ -71,7 +75,8 @@ def plot(rows: list[dict], path: pathlib.Path) -> None:
             points = sorted((w, s) for (m, l, k, w), s in stats.items() if (m, l, k) == (model, L, K))
             ax.errorbar([w for w, _ in points], [s["mean"] for _, s in points],
                         yerr=[s["ci95"] or 0.0 for _, s in points], marker="o", capsize=3, label=model)
-        ax.axhline(rows[0]["chance_accuracy"], color="gray", ls="--", label="chance")
+        chance = next(r["chance_accuracy"] for r in rows if (r["seq_len"], r["num_pairs"]) == (L, K))
+        ax.axhline(chance, color="gray", ls="--", label="chance")
         ax.set_ylim(0, 1.05)  # accuracy: a 95% interval of three seeds may reach past 1
         ax.set_xscale("log", base=2)
         widths = sorted({w for _, l, k, w in stats if (l, k) == (L, K)})
@@ -85,4 +90,4 @@ def plot(rows: list[dict], path: pathlib.Path) -> None:
 
 
 if __name__ == "__main__":
-    sweep_study(__doc__.splitlines()[0], HERE, {"": SWEEP}, columns, write, ("results.md", PLOT), QUICK_MODELS)
+    sweep_study(__doc__.splitlines()[0], HERE, SWEEPS, columns, write, ("results.md", PLOT), QUICK_MODELS)

@@ -7,6 +7,7 @@ import pytest
 
 from seqjax.errors import UserError
 from seqjax.errors import StreamingError
+from seqjax.models import transformer
 from seqjax.models.transformer import Transformer
 from seqjax.ops.attention import rotary, sinusoidal
 from seqjax.models.registry import build_backbone, get_backbone, is_causal
@@ -21,8 +22,16 @@ def make(positions="sinusoidal", causal=True, **kw):
     return model, model.init(jax.random.key(1), x), x
 
 
+@pytest.fixture(params=[None, 2], ids=["one_block", "blocks_of_2"])
+def causal_block(request, monkeypatch):
+    """The causal parallel form whole (T <= CAUSAL_BLOCK) or in query blocks of 2 (``SelfAttention.causal_blocks``)."""
+    if request.param:
+        monkeypatch.setattr(transformer, "CAUSAL_BLOCK", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("positions", ["sinusoidal", "rotary"])
-def test_kv_cache_steps_reproduce_parallel_outputs(positions):
+def test_kv_cache_steps_reproduce_parallel_outputs(positions, causal_block):
     model, v, x = make(positions)
     y = model.apply(v, x)
     state = model.apply(v, B, method=Transformer.initial_state)
@@ -89,7 +98,7 @@ def _dense(x, p):
     return x @ p["kernel"] + p["bias"]
 
 
-def test_one_block_matches_numpy():
+def test_one_block_matches_numpy(causal_block):
     """The pre-norm equations re-written in NumPy (float64, exact gelu via tanh form as Flax's default)."""
     model = Transformer(d_model=8, n_heads=2, n_layers=1, mlp_ratio=2, causal=True, max_len=8)
     x = np.asarray(jax.random.normal(jax.random.key(0), (1, 5, 3)), np.float64)

@@ -1,10 +1,11 @@
-"""Multi-query associative recall (Zoology, Arora et al. 2023, Fig. 2) at CPU scale: nine models at one setting.
+"""Multi-query associative recall (Zoology, Arora et al. 2023, Fig. 2) at CPU scale: three settings, two widths.
 
 Runs ``seqjax sweep configs/sweeps/mqar.yaml`` (Transformer, Mamba and S4D, the models of the claims, and the
 six linear recurrences Mamba-2, LRU, Hawk, minGRU, minLSTM and S5, two layers each, at L=64, K=4, width 64,
 seeds 0, 1, 2; each model's three seeds trained together in one vmapped program), then
-``configs/sweeps/mqar_k.yaml`` (S4D at (L, K) = (128, 8) and (256, 16), the same seeds; run directories under
-``<out>/runs/k/``), scores each run's best
+``configs/sweeps/mqar_k.yaml`` (the claims' Transformer, Mamba and S4D at (L, K) = (128, 8) and (256, 16), the
+same seeds; run directories under ``<out>/runs/k/``) and ``configs/sweeps/mqar_width.yaml`` (the three at width
+128, (64, 4); under ``<out>/runs/width/``), scores each run's best
 validation checkpoint on the fixed test split with ``seqjax eval`` and writes to ``--out`` (default: here):
 ``results.json`` (one row per run: model, L, K, width, batch, seed, params, steps, best step, validation and
 test accuracy, the validation accuracy at each evaluation, wall time, the ``seqjax train`` command that
@@ -36,7 +37,8 @@ from seqjax.experiment.study import cell_stats, ci_text, sweep_study  # noqa: E4
 
 HERE = pathlib.Path(__file__).resolve().parent
 SWEEPS = {"": HERE.parent.parent / "configs" / "sweeps" / "mqar.yaml",  # nine models at (L, K) = (64, 4)
-          "k": HERE.parent.parent / "configs" / "sweeps" / "mqar_k.yaml"}  # S4D at (128, 8) and (256, 16)
+          "k": HERE.parent.parent / "configs" / "sweeps" / "mqar_k.yaml",  # three models at (128, 8), (256, 16)
+          "width": HERE.parent.parent / "configs" / "sweeps" / "mqar_width.yaml"}  # three models at width 128
 PLOT = "accuracy_vs_width.png"
 QUICK_MODELS = 3  # the sweep's first three, the models the claims name
 CELL = ("model", "seq_len", "num_pairs", "d_model")  # a table cell: the seeds of one model, (L, K) and width

@@ -24,7 +24,7 @@ def make(positions="sinusoidal", causal=True, **kw):
 
 @pytest.fixture(params=[None, 2], ids=["one_block", "blocks_of_2"])
 def causal_block(request, monkeypatch):
-    """The causal parallel form whole (T <= CAUSAL_BLOCK) or in query blocks of 2 (``SelfAttention.causal_blocks``)."""
+    """The causal parallel form whole (T <= CAUSAL_BLOCK) or in query blocks of 2 (``SelfAttention.attend``)."""
     if request.param:
         monkeypatch.setattr(transformer, "CAUSAL_BLOCK", request.param)
     return request.param

@@ -36,13 +36,13 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from seqjax.benchmarks.backbones import WIDTH_FIELDS
-from seqjax.benchmarks.programs import LEARNING_RATE, Shape, inputs
+from seqjax.benchmarks.backbones import backbone_module
+from seqjax.benchmarks.memory import executable_memory
+from seqjax.benchmarks.programs import Shape, adam_step, inputs
 from seqjax.benchmarks.timing import blocking, time_interleaved
 from seqjax.models.mamba import MambaBlock
-from seqjax.models.registry import BACKBONES, get_backbone
+from seqjax.models.registry import BACKBONES
 
 DEPTH_FIELDS = ("n_layers", "num_layers", "levels")
 HERE = pathlib.Path(__file__).resolve().parent
@@ -61,21 +61,16 @@ class Timed(NamedTuple):
 
 def compiled_step(apply: Callable[[Any, jax.Array], jax.Array], params: Any, x: jax.Array,
                   train: bool = True) -> Timed:
-    """``apply``'s Adam train step (loss ``mean(y^2)``; the state donated) or forward pass, compiled once."""
-    optimizer = optax.adam(LEARNING_RATE)
-
-    def step(state, x):
-        p, opt_state = state
-        loss, grads = jax.value_and_grad(lambda p: jnp.mean(jnp.square(apply(p, x).astype(jnp.float32))))(p)
-        updates, opt_state = optimizer.update(grads, opt_state, p)
-        return (optax.apply_updates(p, updates), opt_state), loss
-
+    """``apply``'s Adam train step (:func:`~seqjax.benchmarks.programs.adam_step`, the state donated) or forward
+    pass, compiled once; its peak memory read from that compiled program."""
+    optimizer, step = adam_step(apply)
     holder = {"state": (params, optimizer.init(params)) if train else params}
     fn = jax.jit(step, donate_argnums=0) if train else jax.jit(apply)
     compiled = fn.lower(holder["state"], x).compile()
-    memory = compiled.memory_analysis()
-    peak = None if memory is None else (memory.argument_size_in_bytes + memory.output_size_in_bytes
-                                        + memory.temp_size_in_bytes - memory.alias_size_in_bytes)
+    try:
+        peak = executable_memory(compiled)["peak"]
+    except RuntimeError:  # a backend without a compiled memory analysis
+        peak = None
 
     def run():
         if not train:
@@ -87,15 +82,9 @@ def compiled_step(apply: Callable[[Any, jax.Array], jax.Array], params: Any, x: 
 
 
 def backbone(name: str, width: int, length: int, dtype: str, shallow: bool = False) -> Any:
-    """Backbone ``name`` from its default options, its width fields set to ``width`` (``max_len`` to ``length``;
+    """Backbone ``name`` from its default options at ``width`` in ``dtype`` (``max_len`` set to ``length``;
     ``shallow``: one layer, a dry run's)."""
-    spec = get_backbone(name)
-    fields = {f.name for f in dataclasses.fields(spec.options)}
-    options = {f: width for f in WIDTH_FIELDS if f in fields} | {"dtype": dtype}
-    options |= {f: 1 for f in DEPTH_FIELDS if shallow and f in fields}
-    if "max_len" in fields:
-        options["max_len"] = length
-    return spec.build(spec.options(**options))
+    return backbone_module(name, width, dtype=dtype, max_len=length, **{f: 1 for f in DEPTH_FIELDS if shallow})
 
 
 def module_step(module: Any, shape: Shape, train: bool = True) -> Timed:

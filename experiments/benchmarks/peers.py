@@ -32,13 +32,14 @@ import argparse
 import dataclasses
 import json
 import pathlib
-from typing import Any, Callable
+from typing import Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from seqjax.benchmarks.backbones import module_program
 from seqjax.benchmarks.peers import torch_program
 from seqjax.benchmarks.programs import Program, Shape, inputs, jax_program
 from seqjax.benchmarks.suite import compare, format_table
@@ -49,23 +50,12 @@ QUICK_SHAPES = (Shape(2, 16, 32, 32),)
 HEADS = 4
 
 
-def flax_program(module: nn.Module, x: np.ndarray, *args: Any, method: str | None = None) -> Program:
-    """``jax_program`` of a Flax module called as ``module(x, *args)`` (or ``method``; its first output if a tuple)."""
-    params = module.init(jax.random.key(0), jnp.asarray(x), *args, method=method)
-
-    def apply(p, x):
-        y = module.apply(p, x, *args, method=method)
-        return y[0] if isinstance(y, tuple) else y
-
-    return jax_program(apply, params, x)
-
-
 def mamba(shape: Shape, x: np.ndarray) -> dict[str, Program]:
     from mambapy.mamba import MambaBlock as Peer, MambaConfig
 
     from seqjax.models.mamba import MambaBlock
 
-    return {"seqjax": flax_program(MambaBlock(d_model=shape.hidden, d_state=16), x),
+    return {"seqjax": module_program(MambaBlock(d_model=shape.hidden, d_state=16), x),
             "mambapy (pscan)": torch_program(Peer(MambaConfig(d_model=shape.hidden, n_layers=1, d_state=16)), x)}
 
 
@@ -82,7 +72,7 @@ def mamba2(shape: Shape, x: np.ndarray) -> dict[str, Program]:
     def peer(p, x):
         return nnx.merge(graphdef, p)(x)[0]
 
-    return {"seqjax": flax_program(Mamba2Block(d_model=shape.hidden, d_state=64, head_dim=32, n_groups=1,
+    return {"seqjax": module_program(Mamba2Block(d_model=shape.hidden, d_state=64, head_dim=32, n_groups=1,
                                                chunk_size=64), x),
             "mamba2-jax": jax_program(peer, state, x)}
 
@@ -94,8 +84,8 @@ def hawk(shape: Shape, x: np.ndarray) -> dict[str, Program]:
 
     positions = jnp.broadcast_to(jnp.arange(shape.time), (shape.batch, shape.time))
     peer = RecurrentBlock(width=shape.hidden, num_heads=1, lru_width=shape.hidden)
-    return {"seqjax": flax_program(RGLRUBlock(d_model=shape.hidden, d_rnn=shape.hidden), x),
-            "recurrentgemma": flax_program(peer, x, positions)}
+    return {"seqjax": module_program(RGLRUBlock(d_model=shape.hidden, d_rnn=shape.hidden), x),
+            "recurrentgemma": module_program(peer, x, positions)}
 
 
 def min_rnn(cell: str) -> Callable[[Shape, np.ndarray], dict[str, Program]]:
@@ -106,7 +96,7 @@ def min_rnn(cell: str) -> Callable[[Shape, np.ndarray], dict[str, Program]]:
 
         name = f"min{cell.upper()}"
         peer = getattr(importlib.import_module(f"minGRU_pytorch.{name}"), name)(shape.hidden, expansion_factor=1.5)
-        return {"seqjax": flax_program(MinRNN(d_model=shape.hidden, cell=cell, expansion=1.5), x),
+        return {"seqjax": module_program(MinRNN(d_model=shape.hidden, cell=cell, expansion=1.5), x),
                 f"minGRU-pytorch {name}": torch_program(peer, x)}
 
     return pair
@@ -117,7 +107,7 @@ def lru(shape: Shape, x: np.ndarray) -> dict[str, Program]:
 
     from seqjax.models.lru import LRUBlock
 
-    return {"seqjax": flax_program(LRUBlock(d_model=shape.hidden, d_state=64), x, None, "auto", None,
+    return {"seqjax": module_program(LRUBlock(d_model=shape.hidden, d_state=64), x, None, "auto", None,
                                    method="_recurrence"),
             "LRU-pytorch": torch_program(LRU_pytorch.LRU(in_features=shape.hidden, out_features=shape.hidden,
                                                          state_features=64), x)}
@@ -128,7 +118,7 @@ def s5(shape: Shape, x: np.ndarray) -> dict[str, Program]:
 
     from seqjax.models.s5 import S5Block
 
-    return {"seqjax": flax_program(S5Block(d_model=shape.hidden, state_size=64, blocks=1), x, None, "auto", None,
+    return {"seqjax": module_program(S5Block(d_model=shape.hidden, state_size=64, blocks=1), x, None, "auto", None,
                                    method="_ssm"),
             "s5-pytorch": torch_program(peer.S5(shape.hidden, state_width=32, block_count=1), x)}
 
@@ -159,9 +149,9 @@ def transformer(shape: Shape, x: np.ndarray) -> dict[str, Program]:
                                              activation="gelu", batch_first=True, norm_first=True)
     encoder = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
     mask = torch.nn.Transformer.generate_square_subsequent_mask(shape.time)
-    return {"seqjax": flax_program(build_backbone("transformer", options), x),
+    return {"seqjax": module_program(build_backbone("transformer", options), x),
             "torch TransformerEncoder": torch_program(encoder, x, call=lambda m, x: m(x, mask=mask, is_causal=True)),
-            "flax MultiHeadDotProductAttention": flax_program(FlaxEncoder(shape.hidden), x)}
+            "flax MultiHeadDotProductAttention": module_program(FlaxEncoder(shape.hidden), x)}
 
 
 PAIRS: dict[str, Callable[[Shape, np.ndarray], dict[str, Program]]] = {

@@ -17,7 +17,8 @@ checkpoint, mean over seeds, per model, (L, K) and width):
 
 Each claim is checked over the (L, K) and widths at which the models it names were run (the main sweep runs
 nine models at (64, 4) and width 64; ``mqar_k.yaml`` the three claim models at the larger K; ``mqar_width.yaml``
-them at width 128), and reported as not run where there are none (claim 4 needs two widths).  The linear recurrences of issue 17 are reported beside the claims, not checked:
+them at width 128), and reported as not run where there are none (claim 4 needs two widths).  The linear
+recurrences of issue 17 are reported beside the claims, not checked:
 Zoology's thesis is that input dependence is what MQAR needs, so the row puts the input-dependent ones
 (``INPUT_DEPENDENT``) beside the time-invariant ones (``TIME_INVARIANT``).
 
@@ -72,10 +73,10 @@ def claims(rows: list[dict]) -> list[Claim]:
                          or not_run(("transformer",), setting),
                          all(mean("transformer", setting, w) >= SOLVED for w in ws) if ws else None))
     first, last = settings[0], settings[-1]
-    drop_widths = [w for w in widths if ("s4d", *first, w) in stats and ("s4d", *last, w) in stats]
-    if first == last or not drop_widths:
+    drop_widths = [w for w in widths if first != last and ("s4d", *first, w) in stats and ("s4d", *last, w) in stats]
+    if not drop_widths:
         out.append(Claim("S4D falls as K grows", PUBLISHED["drop"], "not run: S4D at one (L, K) at each width", None))
-    for w in drop_widths if first != last else []:
+    for w in drop_widths:
         small, large = stats[("s4d", *first, w)], stats[("s4d", *last, w)]
         out.append(Claim(f"S4D falls from K={first[1]} to K={last[1]} at width {w}: by >= {DROP}, CIs disjoint",
                          PUBLISHED["drop"], f"{ci_text(small)} -> {ci_text(large)}",
@@ -99,9 +100,9 @@ def claims(rows: list[dict]) -> list[Claim]:
                          mean("mamba", setting, ws[-1]) + TIE >= mean("mamba", setting, ws[0])))
     for setting in settings:
         for w in widths:
-            means = [" ".join(f"{m} {mean(m, setting, w):.3f}" for m in group if (m, *setting, w) in stats)
-                     for group in (INPUT_DEPENDENT, TIME_INVARIANT)]
-            if len(means[0].split()) > 2:  # the comparison needs the linear recurrences, not Mamba alone
+            present = [[m for m in group if (m, *setting, w) in stats] for group in (INPUT_DEPENDENT, TIME_INVARIANT)]
+            means = [" ".join(f"{m} {mean(m, setting, w):.3f}" for m in group) for group in present]
+            if len(present[0]) > 1:  # the comparison needs the linear recurrences, not Mamba alone
                 out.append(Claim(f"input-dependent / time-invariant recurrences at L={setting[0]}, K={setting[1]}, "
                                  f"width {w}", "input dependence needed", " / ".join(means), None))
     return out

@@ -36,9 +36,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 from seqjax.experiment.study import cell_stats, ci_text, sweep_study  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
-SWEEPS = {"": HERE.parent.parent / "configs" / "sweeps" / "mqar.yaml",  # nine models at (L, K) = (64, 4)
-          "k": HERE.parent.parent / "configs" / "sweeps" / "mqar_k.yaml",  # three models at (128, 8), (256, 16)
-          "width": HERE.parent.parent / "configs" / "sweeps" / "mqar_width.yaml"}  # three models at width 128
+SWEEP_DIR = HERE.parent.parent / "configs" / "sweeps"
+SWEEPS = {"": SWEEP_DIR / "mqar.yaml",  # nine models at (L, K) = (64, 4)
+          "k": SWEEP_DIR / "mqar_k.yaml",  # the claims' three models at (128, 8) and (256, 16)
+          "width": SWEEP_DIR / "mqar_width.yaml"}  # the three at width 128
 PLOT = "accuracy_vs_width.png"
 QUICK_MODELS = 3  # the sweep's first three, the models the claims name
 CELL = ("model", "seq_len", "num_pairs", "d_model")  # a table cell: the seeds of one model, (L, K) and width

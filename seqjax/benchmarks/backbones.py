@@ -15,6 +15,7 @@ import dataclasses
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 
 from seqjax.benchmarks.programs import Program, Shape, inputs, jax_program
 from seqjax.errors import UserError
@@ -28,14 +29,21 @@ MAMBA_LONG = Shape(2, 4096, 32, 32)
 MAMBA_QUICK = Shape(2, 64, 8, 8)
 
 
-def module_program(module: Any, x: Any) -> Program:
-    """Train step and forward of a Flax module with the backbone contract ``module(x) -> y``."""
-    params = module.init(jax.random.key(0), x)
-    return jax_program(module.apply, params, x)
+def module_program(module: Any, x: Any, *args: Any, method: str | None = None) -> Program:
+    """Train step and forward of a Flax module called as ``module(x, *args)`` (or its ``method``), ``y`` its output
+    or the first of a tuple (the backbone contract is ``module(x) -> y``)."""
+    params = module.init(jax.random.key(0), jnp.asarray(x), *args, method=method)
+
+    def apply(p, x):
+        y = module.apply(p, x, *args, method=method)
+        return y[0] if isinstance(y, tuple) else y
+
+    return jax_program(apply, params, x)
 
 
-def backbone_module(name: str, width: int) -> Any | None:
-    """``build_backbone(name, options)`` with the width field set, or ``None`` if ``name`` is not registered."""
+def backbone_module(name: str, width: int, **options: Any) -> Any | None:
+    """``build_backbone(name, options)`` with the width field set (and those of ``options`` its options have), or
+    ``None`` if ``name`` is not registered."""
     from seqjax.models.registry import get_backbone
 
     try:
@@ -43,7 +51,7 @@ def backbone_module(name: str, width: int) -> Any | None:
     except UserError:
         return None
     fields = {f.name for f in dataclasses.fields(spec.options)}
-    overrides = {f: width for f in WIDTH_FIELDS if f in fields}
+    overrides = {f: width for f in WIDTH_FIELDS if f in fields} | {k: v for k, v in options.items() if k in fields}
     return spec.build(spec.options(**overrides))
 
 

@@ -17,7 +17,12 @@ import numpy as np
 
 def compiled_memory(f: Callable[..., Any], *args: Any) -> dict[str, int]:
     """Bytes of ``temp``, ``argument``, ``output``, ``alias`` and ``peak`` for ``jax.jit(f)(*args)``."""
-    stats = jax.jit(f).lower(*args).compile().memory_analysis()
+    return executable_memory(jax.jit(f).lower(*args).compile())
+
+
+def executable_memory(compiled: Any) -> dict[str, int]:
+    """:func:`compiled_memory` of a program already compiled (``jax.jit(f).lower(...).compile()``)."""
+    stats = compiled.memory_analysis()
     if stats is None:
         raise RuntimeError(f"backend {jax.default_backend()!r} gives no compiled memory analysis")
     out = {

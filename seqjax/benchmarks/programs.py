@@ -64,13 +64,13 @@ def compiled_peak_bytes(f: Callable[..., Any], *args: Any) -> int | None:
         return None
 
 
-def jax_program(apply: Callable[[Any, jax.Array], jax.Array], params: Any, x: np.ndarray) -> Program:
-    """Forward and Adam train step of ``apply(params, x)`` with loss ``mean(y^2)``."""
-    x = jnp.asarray(x)
+def adam_step(apply: Callable[[Any, jax.Array], jax.Array]) -> tuple[optax.GradientTransformation, Callable]:
+    """``(optimizer, step)``: ``step((params, opt_state), x) -> (state', loss)``, one Adam update of
+    ``loss = mean(y^2)``, ``y = apply(params, x)`` (the loss in float32 whatever ``y``'s dtype)."""
     optimizer = optax.adam(LEARNING_RATE)
 
     def loss_fn(p, x):
-        return jnp.mean(jnp.square(apply(p, x)))
+        return jnp.mean(jnp.square(apply(p, x).astype(jnp.float32)))
 
     def step(state, x):
         p, opt_state = state
@@ -78,6 +78,13 @@ def jax_program(apply: Callable[[Any, jax.Array], jax.Array], params: Any, x: np
         updates, opt_state = optimizer.update(grads, opt_state, p)
         return (optax.apply_updates(p, updates), opt_state), loss
 
+    return optimizer, step
+
+
+def jax_program(apply: Callable[[Any, jax.Array], jax.Array], params: Any, x: np.ndarray) -> Program:
+    """Forward and Adam train step (:func:`adam_step`) of ``apply(params, x)``."""
+    x = jnp.asarray(x)
+    optimizer, step = adam_step(apply)
     forward = jax.jit(apply)
     train = jax.jit(step, donate_argnums=0)
     params = jax.tree.map(jnp.array, params)  # a private copy: the train step donates it

@@ -49,7 +49,7 @@ from seqjax.ops.masking import attention_mask, same_sequence, segment_starts
 from seqjax.typing import Array
 
 POSITIONS = ("sinusoidal", "rotary")
-CAUSAL_BLOCK = 128  # the causal parallel form attends in query blocks of this many tokens (SelfAttention.causal_blocks)
+CAUSAL_BLOCK = 128  # the causal parallel form attends in query blocks of this many tokens (SelfAttention.attend)
 
 
 class SelfAttention(nn.Module):
@@ -85,25 +85,21 @@ class SelfAttention(nn.Module):
         weights = jnp.where(mask[:, None], weights, 0.0)  # a query with no visible key (padding) gets 0
         return jnp.einsum("bhts,bshd->bthd", weights.astype(v.dtype), v)
 
-    def attend(self, q: Array, k: Array, v: Array, mask: Array) -> Array:
-        y = self.heads(q, k, v, mask)
-        return self.out(y.reshape(*y.shape[:2], self.d_model))
-
-    def causal_blocks(self, q: Array, k: Array, v: Array, mask: Array) -> Array:
-        """:meth:`attend` of a causal ``mask``, queries ``[i n, (i + 1) n)`` over keys ``[0, (i + 1) n)`` only
-        (``n = causal_block``): the keys a causal mask hides from a whole block are never scored, so at ``T >> n``
-        the work and memory of the ``[T, T]`` logits nearly halve (the train step of two layers at ``B=32 T=1024
-        D=64`` 2.0x faster, ``experiments/benchmarks/README.md``); the same outputs."""
-        T, n = q.shape[1], self.causal_block
-        y = jnp.concatenate([self.heads(q[:, i:i + n], k[:, :i + n], v[:, :i + n], mask[:, i:i + n, :i + n])
-                             for i in range(0, T, n)], axis=1)
+    def attend(self, q: Array, k: Array, v: Array, mask: Array, block: int | None = None) -> Array:
+        """:meth:`heads` merged by ``W_o``.  ``block`` (a causal ``mask`` only): queries ``[i n, (i + 1) n)`` over
+        keys ``[0, (i + 1) n)`` alone (``n = block``): the keys a causal mask hides from a whole block are never
+        scored, so at ``T >> n`` the work and memory of the ``[T, T]`` logits nearly halve (the train step of two
+        layers at ``B=32 T=1024 D=64`` 2.0x faster, ``experiments/benchmarks/README.md``); the same outputs."""
+        T, n = q.shape[1], block
+        if not n or T <= n:
+            y = self.heads(q, k, v, mask)
+        else:
+            y = jnp.concatenate([self.heads(q[:, i:i + n], k[:, :i + n], v[:, :i + n], mask[:, i:i + n, :i + n])
+                                 for i in range(0, T, n)], axis=1)
         return self.out(y.reshape(*y.shape[:2], self.d_model))
 
     def __call__(self, u: Array, positions: Array, mask: Array) -> Array:
-        q, k, v = self.project(u, positions)
-        if self.causal_block and q.shape[1] > self.causal_block:
-            return self.causal_blocks(q, k, v, mask)
-        return self.attend(q, k, v, mask)
+        return self.attend(*self.project(u, positions), mask, self.causal_block)
 
     def chunk(self, cache: tuple[Array, Array], u: Array, positions: Array) -> tuple[tuple[Array, Array], Array]:
         """``u [B, T, d]`` at ``positions [B, T]``: write ``k, v`` into the cache there (none past its end), each

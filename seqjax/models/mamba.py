@@ -32,8 +32,7 @@ from seqjax.errors import COUNT, DROPOUT, POSITIVE, check_fields, check_range, c
 from seqjax.models.blocks import NORMS, CausalConv, ResidualStack, ssm_param_labels
 from seqjax.models.precision import check_precision, dtypes
 from seqjax.models.registry import register_backbone
-from seqjax.ops.linear_scan import METHODS
-from seqjax.ops.selective_scan import selective_scan
+from seqjax.ops.selective_scan import METHODS, selective_scan
 from seqjax.typing import Array
 
 
@@ -158,7 +157,7 @@ class MambaOptions:
     norm: str = checked("rms", choices=NORMS)  # "rms" or "layer"
     dropout: float = checked(0.0, DROPOUT)
     chunk_size: Optional[int] = checked(16, COUNT)  # None: one chunk (holds [batch, L, d_inner, d_state])
-    scan_method: str = checked("auto", choices=METHODS)  # linear_scan method inside a chunk
+    scan_method: str = checked("auto", choices=METHODS)  # "native" (the CPU kernel) or the linear_scan method
     dtype: Optional[str] = None  # compute dtype (seqjax.models.precision); unset: param_dtype
     param_dtype: str = "float32"
 

@@ -12,9 +12,16 @@ and outputs, so it is never held whole: time is cut into chunks of
 ``chunk_size``, a :func:`jax.lax.scan` carries the state across chunks, and
 with ``remat`` each chunk is recomputed in the backward pass, so training
 memory is ``O(batch L (D + N) + batch (L / chunk) D N + batch chunk D N)``.
-Inside a chunk, by the resolved :func:`~seqjax.ops.linear_scan.linear_scan` method:
+By ``method``:
 
-* ``"sequential"`` (``auto`` on CPU): a fused per-token step builds
+* ``"native"`` (``auto`` on CPU, float32, where the kernel builds): the compiled CPU kernel
+  (:mod:`seqjax.ops.selective_scan_native`, one pass over the inputs per direction, its own backward pass
+  recomputing chunks of 32 tokens; ``chunk_size`` and ``remat`` do not apply); elsewhere it falls back to
+  ``"sequential"``.
+
+Otherwise, inside a chunk, by the resolved :func:`~seqjax.ops.linear_scan.linear_scan` method:
+
+* ``"sequential"`` (``auto`` on CPU without the kernel): a fused per-token step builds
   ``exp(dt_t A)``, ``dt_t B_t u_t`` and ``y_t = C_t x_t`` from the token's own
   ``[batch, D]`` / ``[batch, N]`` slices, so not even one chunk's
   ``[batch, chunk, D, N]`` inputs are materialized (measured 1.3-4x faster on
@@ -29,8 +36,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from seqjax.errors import check_choice
+from seqjax.ops.linear_scan import METHODS as LINEAR_SCAN_METHODS
 from seqjax.ops.linear_scan import linear_scan, resolve_method, scan_chunks
+from seqjax.ops.selective_scan_native import available, selective_scan_native
 from seqjax.typing import Array
+
+METHODS = (*LINEAR_SCAN_METHODS, "native")
 
 
 def selective_scan(
@@ -51,12 +63,18 @@ def selective_scan(
 
     ``u, dt [batch, L, D]``, ``a [D, N]`` (negative), ``b, c [batch, L, N]``,
     ``d [D]``, ``h0 [batch, D, N]`` (zeros when ``None``). ``chunk_size=None``
-    scans the whole sequence as one chunk; ``method`` is the
+    scans the whole sequence as one chunk; ``method`` is ``"native"`` or the
     :func:`~seqjax.ops.linear_scan.linear_scan` method inside a chunk. ``resets [batch, L]`` (bool)
     restart the state where ``True`` (``exp(dt_t A) := 0`` there: packed sequences).
     """
 
-    method = resolve_method(method)
+    check_choice("selective_scan method", method, METHODS)
+    if method in ("auto", "native") and available(u, dt, a, b, c, *([] if h0 is None else [h0])):
+        h0 = jnp.zeros((u.shape[0], *a.shape), u.dtype) if h0 is None else h0
+        resets = jnp.zeros(u.shape[:2], bool) if resets is None else resets
+        y, h = selective_scan_native(u, dt, a, b, c, h0, resets)
+        return y + d * u, h
+    method = resolve_method("auto" if method == "native" else method)
 
     def token(h: Array, inputs: tuple[Array, ...]) -> tuple[Array, Array]:
         u_t, dt_t, b_t, c_t, *r_t = inputs  # [batch, D], [batch, D], [batch, N], [batch, N] (, resets [batch])

@@ -1,0 +1,92 @@
+"""Train steps before and after an optimization, interleaved in one process (issue 19)::
+
+    python experiments/benchmarks/speedups.py s4d|mamba [--rounds 7]
+
+* ``s4d``: the split-Vandermonde kernel (``seqjax.ops.ssm_kernel.s4d_kernel``) against the direct one, which
+  exponentiates every ``[H, N/2, L]`` term in complex arithmetic, ``K_l = 2 Re(sum_n C_n Bbar_n exp(l log
+  Abar_n))``, summed ``STATE_BLOCK`` modes at a time (the form before issue 19);
+* ``mamba``: the compiled selective scan (``scan_method="native"``, the CPU default) against the JAX
+  sequential scan (``"sequential"``, the default before it).
+
+Both backbones (``seqjax bench``'s options, width 64) are timed in interleaved rounds; the median of each and
+their ratio, old / new, are printed per shape (``--quick``: one small shape, two rounds, a smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from unittest import mock
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from seqjax.benchmarks.backbones import backbone_module, module_program
+from seqjax.benchmarks.programs import Shape, inputs
+from seqjax.ops.ssm_kernel import discretize_diag, state_sum
+
+SHAPES = {"s4d": (Shape(8, 1024, 64, 64), Shape(32, 256, 64, 64), Shape(64, 256, 64, 64)),
+          "mamba": (Shape(8, 1024, 64, 64), Shape(32, 256, 64, 64), Shape(32, 1024, 64, 64))}
+QUICK = (Shape(2, 64, 16, 16),)
+
+
+# K_l = 2 Re(sum_n C_n Bbar_n exp(l log Abar_n)), every [H, n, L] term exponentiated
+def direct_kernel(lam, b, c, dt, length, method):
+    """The S4D kernel before issue 19: a complex ``exp`` per ``(h, n, l)``."""
+    a_bar, b_bar = discretize_diag(lam, b, dt[:, None], method)
+    steps = jnp.arange(length)
+
+    def term(cb, log_a):
+        return cb[..., None] * jnp.exp(log_a[..., None] * steps)
+
+    return 2.0 * state_sum(term, c * b_bar, jnp.log(a_bar)).real
+
+
+def train_step(backbone: str, shape: Shape, patch: tuple[str, object] | None = None, **options):
+    """The ``seqjax bench`` train step of ``backbone`` with ``options``, compiled with ``patch = (target,
+    replacement)`` applied."""
+    with mock.patch(*patch) if patch else mock.MagicMock():
+        step = module_program(backbone_module(backbone, shape.hidden, **options), inputs(shape)).train_step
+        step()
+    return step
+
+
+def time_once(step, times: list) -> None:
+    """Append the seconds of one blocking call of ``step`` to ``times``."""
+    start = time.perf_counter()
+    jax.block_until_ready(step())
+    times.append(time.perf_counter() - start)
+
+
+def compare(backbone: str, old: dict, labels: tuple[str, str], shapes: tuple[Shape, ...], rounds: int) -> None:
+    """Print a table row per shape: the train step with ``old`` (``train_step``'s patch or options) and the
+    default (new), interleaved."""
+    print(f"| shape (B, T, width) | {labels[0]} (ms) | {labels[1]} (ms) | speedup |")
+    print("|---|---|---|---|")
+    for shape in shapes:
+        steps = (train_step(backbone, shape, **old), train_step(backbone, shape))
+        times: tuple[list, list] = ([], [])
+        for _ in range(rounds):
+            for step, record in zip(steps, times):
+                time_once(step, record)
+        before, after = (float(np.median(t)) * 1e3 for t in times)
+        print(f"| {shape.batch}, {shape.time}, {shape.hidden} | {before:.1f} | {after:.1f} | {before / after:.2f}x |",
+              flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("which", choices=sorted(SHAPES))
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="one small shape, two rounds")
+    args = parser.parse_args()
+    old, labels = {"s4d": (dict(patch=("seqjax.models.ssm.s4d_kernel", direct_kernel)), ("direct kernel", "split kernel")),
+                   "mamba": (dict(scan_method="sequential"), ("JAX scan", "compiled scan"))}[args.which]
+    shapes, rounds = (QUICK, 2) if args.quick else (SHAPES[args.which], args.rounds)
+    print(f"{args.which}: JAX {jax.__version__} on {jax.default_backend()}, median of {rounds} interleaved rounds")
+    compare(args.which, old, labels, shapes, rounds)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Compiled CPU kernels: the C++ XLA FFI handlers in ``seqjax/ops/csrc``, built on first use.
+
+A kernel is compiled once per machine with the system C++ compiler (``$CXX``, else ``c++``) against the XLA FFI
+headers that ship with jaxlib, for the CPU it runs on (``-march=native``), and cached under
+``$SEQJAX_KERNEL_CACHE`` (default ``~/.cache/seqjax/kernels``) by a hash of its source, the flags, the jaxlib
+version and the CPU, so a cluster's nodes of different CPUs each build their own. Where it cannot be built (no
+compiler, a failed build) or ``SEQJAX_NATIVE=0``, :func:`library` returns ``None``, one warning says why, and the
+callers run their pure JAX form, which computes the same thing.
+
+>>> library("no_such_kernel") is None
+True
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import pathlib
+import platform
+import shutil
+import subprocess
+import tempfile
+
+import jax
+import jaxlib
+
+SOURCES = pathlib.Path(__file__).resolve().parent / "csrc"
+FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-march=native", "-fopenmp-simd", "-pthread")
+log = logging.getLogger(__name__)
+
+
+def enabled() -> bool:
+    """Whether compiled kernels may be used: the default backend is the CPU and ``SEQJAX_NATIVE`` is not ``0``."""
+    return os.environ.get("SEQJAX_NATIVE", "1") != "0" and jax.default_backend() == "cpu"
+
+
+def _cpu() -> str:
+    """What identifies this CPU's instruction set: its flags line on Linux, else the platform's names."""
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return line
+    except OSError:
+        pass
+    return f"{platform.machine()} {platform.processor()}"
+
+
+def _build(source: pathlib.Path) -> pathlib.Path:
+    """The shared library of ``source``, compiled into the cache unless an identical build is there."""
+    compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+    if compiler is None:
+        raise RuntimeError("no C++ compiler found (set CXX)")
+    command = [compiler, *FLAGS, f"-I{jax.ffi.include_dir()}"]
+    key = hashlib.sha256("\0".join([source.read_text(), *command, jaxlib.__version__, _cpu()]).encode()).hexdigest()
+    cache = pathlib.Path(os.environ.get("SEQJAX_KERNEL_CACHE", pathlib.Path.home() / ".cache/seqjax/kernels"))
+    target = cache / f"{source.stem}-{key[:16]}.so"
+    if not target.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=cache) as scratch:  # build aside, then rename: concurrent builds are safe
+            built = pathlib.Path(scratch) / target.name
+            result = subprocess.run([*command, str(source), "-o", str(built)], capture_output=True, text=True)
+            if result.returncode != 0:
+                raise RuntimeError(f"{' '.join(command)} failed: {result.stderr.strip()[-2000:]}")
+            os.replace(built, target)
+    return target
+
+
+@functools.cache
+def library(name: str) -> ctypes.CDLL | None:
+    """The loaded kernel library ``csrc/<name>.cc``, or ``None`` where it cannot be built or is disabled."""
+    source = SOURCES / f"{name}.cc"
+    if not enabled() or not source.exists():
+        return None
+    try:
+        return ctypes.CDLL(str(_build(source)))
+    except (OSError, RuntimeError) as error:
+        log.warning("seqjax: the compiled %s kernel is unavailable, using the JAX form instead (%s)", name, error)
+        return None
+
+
+@functools.cache
+def register(name: str, *symbols: str) -> bool:
+    """Registers the FFI handlers ``symbols`` of ``csrc/<name>.cc`` as CPU targets named ``seqjax_<symbol>``;
+    whether they are available."""
+    lib = library(name)
+    if lib is None:
+        return False
+    for symbol in symbols:
+        jax.ffi.register_ffi_target(f"seqjax_{symbol}", jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
+    return True

@@ -1,0 +1,80 @@
+"""Mamba's selective scan by the compiled CPU kernel ``csrc/selective_scan.cc``, with its own backward pass.
+
+The same recurrence as :func:`seqjax.ops.selective_scan.selective_scan` (without the ``D u`` skip, added
+there), float32::
+
+    x_t[d, n] = exp(dt_t[d] A[d, n]) x_{t-1}[d, n] + dt_t[d] B_t[n] u_t[d]      (x := 0 at resets)
+    y_t[d]    = sum_n C_t[n] x_t[d, n]
+
+The forward pass keeps the state entering every ``CHUNK`` tokens (``[batch, L / CHUNK, D, N]``); the backward
+pass recomputes each chunk from it and runs the adjoint recurrence (the equations are in the kernel's source),
+so training memory is that of the inputs plus those checkpoints.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from seqjax.ops import native
+from seqjax.typing import Array
+
+CHUNK = 32  # tokens between the forward pass's saved states
+SYMBOLS = ("SelectiveScanForward", "SelectiveScanBackward")
+
+
+def available(*arrays: Array) -> bool:
+    """Whether the kernel runs here: the CPU backend, float32 inputs, and a kernel that built."""
+    return all(jnp.result_type(x) == jnp.float32 for x in arrays) and native.register("selective_scan", *SYMBOLS)
+
+
+def _call(symbol: str, results: list[tuple[tuple[int, ...], jnp.dtype]], *args: Array) -> tuple[Array, ...]:
+    if not native.register("selective_scan", *SYMBOLS):
+        raise RuntimeError("the compiled selective scan is unavailable here (see seqjax.ops.native)")
+    shapes = [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in results]
+    return jax.ffi.ffi_call(f"seqjax_{symbol}", shapes, vmap_method="sequential")(*args, chunk=np.int64(CHUNK))
+
+
+def _forward(u: Array, dt: Array, a: Array, b: Array, c: Array, h0: Array, resets: Array) -> tuple[Array, ...]:
+    batch, length, _ = u.shape
+    chunks = -(-length // CHUNK)
+    return _call("SelectiveScanForward",
+                 [(u.shape, u.dtype), (h0.shape, h0.dtype), ((batch, chunks, *a.shape), u.dtype)],
+                 u, dt, a, b, c, h0, resets)
+
+
+@jax.custom_vjp
+def selective_scan_native(u: Array, dt: Array, a: Array, b: Array, c: Array, h0: Array,
+                          resets: Array) -> tuple[Array, Array]:
+    """``(y [batch, L, D], x_L [batch, D, N])``; ``u, dt [batch, L, D]``, ``a [D, N]``, ``b, c [batch, L, N]``,
+    ``h0 [batch, D, N]``, ``resets [batch, L]`` (bool), all float32 but ``resets``.
+
+    >>> import jax.numpy as jnp
+    >>> if available(jnp.zeros(1)):
+    ...     y, h = selective_scan_native(jnp.ones((1, 3, 2)), jnp.ones((1, 3, 2)), -jnp.ones((2, 1)),
+    ...                                  jnp.ones((1, 3, 1)), jnp.ones((1, 3, 1)), jnp.zeros((1, 2, 1)),
+    ...                                  jnp.zeros((1, 3), bool))
+    ...     print([round(float(v), 4) for v in y[0, :, 0]])   # x_t = e^-1 x_{t-1} + 1
+    [1.0, 1.3679, 1.5032]
+    """
+    y, h, _ = _forward(u, dt, a, b, c, h0, resets)
+    return y, h
+
+
+def _fwd(u, dt, a, b, c, h0, resets):
+    y, h, checkpoints = _forward(u, dt, a, b, c, h0, resets)
+    return (y, h), (u, dt, a, b, c, resets, checkpoints)
+
+
+def _bwd(residuals, cotangents):
+    u, dt, a, b, c, resets, checkpoints = residuals
+    dy, dh = cotangents
+    grads = _call("SelectiveScanBackward",
+                  [(u.shape, u.dtype), (dt.shape, dt.dtype), (a.shape, a.dtype), (b.shape, b.dtype),
+                   (c.shape, c.dtype), (dh.shape, dh.dtype)],
+                  u, dt, a, b, c, resets, checkpoints, dy, dh)
+    return (*grads, None)
+
+
+selective_scan_native.defvjp(_fwd, _bwd)

@@ -4,8 +4,9 @@ A kernel is compiled once per machine with the system C++ compiler (``$CXX``, el
 headers that ship with jaxlib, for the CPU it runs on (``-march=native``), and cached under
 ``$SEQJAX_KERNEL_CACHE`` (default ``~/.cache/seqjax/kernels``) by a hash of its source, the flags, the jaxlib
 version and the CPU, so a cluster's nodes of different CPUs each build their own. Where it cannot be built (no
-compiler, a failed build) or ``SEQJAX_NATIVE=0``, :func:`library` returns ``None``, one warning says why, and the
-callers run their pure JAX form, which computes the same thing.
+compiler, a failed build), :func:`register` returns ``False`` and one warning says why; with ``SEQJAX_NATIVE=0``,
+off the CPU or inside :func:`jax_only` (``jax.export``: a serialized program cannot carry the kernel),
+:func:`enabled` is ``False``. Either way the callers run their pure JAX form, which computes the same thing.
 
 >>> library("no_such_kernel") is None
 True
@@ -13,6 +14,8 @@ True
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import ctypes
 import functools
 import hashlib
@@ -30,11 +33,28 @@ import jaxlib
 SOURCES = pathlib.Path(__file__).resolve().parent / "csrc"
 FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-march=native", "-fopenmp-simd", "-pthread")
 log = logging.getLogger(__name__)
+_jax_only = contextvars.ContextVar("seqjax_jax_only", default=False)
 
 
 def enabled() -> bool:
-    """Whether compiled kernels may be used: the default backend is the CPU and ``SEQJAX_NATIVE`` is not ``0``."""
-    return os.environ.get("SEQJAX_NATIVE", "1") != "0" and jax.default_backend() == "cpu"
+    """Whether compiled kernels may be used: the default backend is the CPU, ``SEQJAX_NATIVE`` is not ``0`` and
+    no :func:`jax_only` is open."""
+    return os.environ.get("SEQJAX_NATIVE", "1") != "0" and jax.default_backend() == "cpu" and not _jax_only.get()
+
+
+@contextlib.contextmanager
+def jax_only():
+    """Within it, programs traced use no compiled kernel, only JAX operations (for ``jax.export``).
+
+    >>> with jax_only():
+    ...     enabled()
+    False
+    """
+    token = _jax_only.set(True)
+    try:
+        yield
+    finally:
+        _jax_only.reset(token)
 
 
 def _cpu() -> str:
@@ -70,9 +90,9 @@ def _build(source: pathlib.Path) -> pathlib.Path:
 
 @functools.cache
 def library(name: str) -> ctypes.CDLL | None:
-    """The loaded kernel library ``csrc/<name>.cc``, or ``None`` where it cannot be built or is disabled."""
+    """The loaded kernel library ``csrc/<name>.cc``, or ``None`` where there is none or it cannot be built."""
     source = SOURCES / f"{name}.cc"
-    if not enabled() or not source.exists():
+    if not source.exists():
         return None
     try:
         return ctypes.CDLL(str(_build(source)))

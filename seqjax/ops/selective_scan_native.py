@@ -25,8 +25,9 @@ SYMBOLS = ("SelectiveScanForward", "SelectiveScanBackward")
 
 
 def available(*arrays: Array) -> bool:
-    """Whether the kernel runs here: the CPU backend, float32 inputs, and a kernel that built."""
-    return all(jnp.result_type(x) == jnp.float32 for x in arrays) and native.register("selective_scan", *SYMBOLS)
+    """Whether the kernel runs here: float32 inputs, kernels :func:`~seqjax.ops.native.enabled` and one that built."""
+    return (all(jnp.result_type(x) == jnp.float32 for x in arrays) and native.enabled()
+            and native.register("selective_scan", *SYMBOLS))
 
 
 def _call(symbol: str, results: list[tuple[tuple[int, ...], jnp.dtype]], *args: Array) -> tuple[Array, ...]:

@@ -87,6 +87,19 @@ def test_vmap_equals_a_loop_over_the_mapped_axis():
         np.testing.assert_array_equal(x[i], x_i)
 
 
+def test_roofline_counts_the_kernel_as_the_jax_form_it_replaces():
+    """The kernel's hand count (``kernel_flops``) against the jaxpr count of the JAX scan, forward and gradient."""
+    from seqjax.benchmarks.roofline import count_flops
+
+    values = as_jax(inputs())[:5] + [jnp.zeros(CHANNELS)]
+    for grad in (False, True):
+        counts = []
+        for method in ("native", "sequential"):
+            f = lambda *xs, method=method: selective_scan(*xs, method=method)[0].sum()  # noqa: E731
+            counts.append(count_flops(jax.grad(f, tuple(range(6))) if grad else f, *values))
+        assert 0.8 < counts[0] / counts[1] < 1.25, counts
+
+
 def test_export_of_a_mamba_session_holds_no_kernel(tmp_path):
     """``seqjax export`` serializes the JAX form (the kernel is not in the export's runtime); same outputs."""
     from seqjax.experiment.export import export_session

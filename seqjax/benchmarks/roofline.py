@@ -3,7 +3,8 @@
 **Work** (:func:`program_cost`).  Flops are counted on the program's jaxpr (:func:`count_flops`): a matrix
 product ``2 m n k``, a convolution ``2`` per multiply-add, an FFT ``5 n log2 n``, one per output element of
 every other arithmetic primitive and one per input element of a reduction; a ``lax.scan`` body counts
-``length`` times.  XLA's own cost analysis counts a loop body once whatever its trip count (an LSTM layer
+``length`` times; a compiled kernel's call (``ffi_call``) counts what its loops do
+(:func:`~seqjax.ops.selective_scan_native.kernel_flops`).  XLA's own cost analysis counts a loop body once whatever its trip count (an LSTM layer
 scanned over 16 or 32 steps reports the same flops), so it undercounts every recurrence here by its length.
 Bytes are the compulsory traffic: every argument read once and every result written once.
 
@@ -32,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from seqjax.benchmarks.timing import blocking, time_interleaved
+from seqjax.ops.selective_scan_native import kernel_flops
 
 # the primitives that move or reinterpret data and compute nothing
 FREE = {"reshape", "broadcast_in_dim", "transpose", "squeeze", "expand_dims", "slice", "dynamic_slice",
@@ -77,6 +79,9 @@ def _jaxpr_flops(jaxpr: jax.extend.core.Jaxpr) -> float:
             rhs = eqn.invars[1].aval.shape  # [out features, in features / groups, *window] in OIHW order
             spec = params["dimension_numbers"].rhs_spec
             total += 2.0 * out * math.prod(rhs[d] for d in spec[1:])
+        elif name == "ffi_call" and params["target_name"].startswith("seqjax_"):
+            u, a = eqn.invars[0].aval, eqn.invars[2].aval  # the selective scan's (u, dt, a, ...)
+            total += kernel_flops(params["target_name"], u.shape, a.shape)
         elif name == "fft":
             total += 5.0 * out * math.log2(max(math.prod(params["fft_lengths"]), 2))
         elif name == "scan":

@@ -22,6 +22,21 @@ from seqjax.typing import Array
 
 CHUNK = 32  # tokens between the forward pass's saved states
 SYMBOLS = ("SelectiveScanForward", "SelectiveScanBackward")
+# flops per state element (batch, token, channel, state index), counted on the kernel's loops: forward
+# dt A, exp, the reset mask, a h + g B, C h accumulated (8); backward the same recurrence recomputed (6) and the
+# adjoint's 15 (lambda, q, the dC, dB, g, q A and dA sums, the carried a lambda)
+FLOPS_PER_STATE = {"seqjax_SelectiveScanForward": 8, "seqjax_SelectiveScanBackward": 21}
+
+
+def kernel_flops(target: str, u_shape: tuple[int, ...], a_shape: tuple[int, ...]) -> float | None:
+    """The flops of one call of the kernel ``target`` on ``u [batch, L, D]`` and ``a [D, N]``; ``None`` for
+    another target.
+
+    >>> kernel_flops("seqjax_SelectiveScanForward", (2, 10, 4), (4, 16))  # 8 per state element
+    10240.0
+    """
+    per_state = FLOPS_PER_STATE.get(target)
+    return None if per_state is None else float(per_state * np.prod(u_shape) * a_shape[-1])
 
 
 def available(*arrays: Array) -> bool:

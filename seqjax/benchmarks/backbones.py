@@ -2,11 +2,12 @@
 
 Each is timed (train step and forward, :mod:`.workloads`) at its shapes with
 its default options and the width set to ``hidden``.  Mamba is also compared
-with itself: the default selective scan (``scan_method="auto"``, chunked, each
-chunk recomputed in the backward pass) against ``"associative"`` over the full
-state (one chunk holding every ``h_t [batch, L, d_inner, d_state]``), at
-``L = 4096``; the ratio is the speed of auto over associative, and peak memory
-is XLA's estimate.
+with itself: the default selective scan (``scan_method="auto"``: on CPU the
+compiled kernel, ``seqjax.ops.selective_scan_native``) against the JAX scan
+(``"sequential"``: chunked, each chunk recomputed in the backward pass) and
+``"associative"`` over the full state (one chunk holding every
+``h_t [batch, L, d_inner, d_state]``), at ``L = 4096``; ratios are against
+auto, and peak memory is XLA's estimate.
 """
 
 from __future__ import annotations
@@ -69,12 +70,14 @@ def backbone_rows(name: str, *, quick: bool, repeats: int, compare: Callable[...
 
 
 def mamba_scan_rows(shape: Shape, *, repeats: int, compare: Callable[..., list]) -> list:
-    """Mamba block: ``auto`` (chunked, recomputed) vs ``associative`` over the full state."""
+    """Mamba block: ``auto`` vs the JAX ``sequential`` scan (chunked, recomputed) and ``associative`` over the
+    full state."""
     from seqjax.models.mamba import MambaBlock
 
     x = inputs(shape)
     programs = {
         "mamba-auto": module_program(MambaBlock(d_model=shape.hidden), x),
+        "mamba-sequential": module_program(MambaBlock(d_model=shape.hidden, scan_method="sequential"), x),
         "mamba-assoc-full": module_program(MambaBlock(d_model=shape.hidden, chunk_size=None,
                                                       scan_method="associative"), x),
     }

@@ -22,6 +22,8 @@
 // Work is split over (batch, channel block) pairs across std::threads; the sums over channels (dB, dC) and
 // over the batch (dA) go to per-thread buffers added at the end.
 
+#include <sched.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -79,9 +81,14 @@ struct Shape {
   }
 };
 
-// Threads for `units` independent pieces of work: one per core, at most one per piece.
+// Threads for `units` independent pieces of work: one per core this process may run on (its affinity mask:
+// a SLURM job's CPUs, not the node's), at most one per piece.
 int64_t workers_for(int64_t units) {
-  const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
+  int64_t cores = std::thread::hardware_concurrency();
+#ifdef __linux__
+  cpu_set_t mask;
+  if (sched_getaffinity(0, sizeof mask, &mask) == 0) cores = CPU_COUNT(&mask);
+#endif
   return std::max<int64_t>(1, std::min(cores, units));
 }
 

@@ -1,6 +1,6 @@
 """Train steps before and after an optimization, interleaved in one process (issue 19)::
 
-    python experiments/benchmarks/speedups.py s4d|mamba [--rounds 7]
+    python experiments/benchmarks/speedups.py s4d|mamba [--rounds 7] [--out FOLDER]
 
 * ``s4d``: the split-Vandermonde kernel (``seqjax.ops.ssm_kernel.s4d_kernel``) against the direct one, which
   exponentiates every ``[H, N/2, L]`` term in complex arithmetic, ``K_l = 2 Re(sum_n C_n Bbar_n exp(l log
@@ -9,12 +9,14 @@
   sequential scan (``"sequential"``, the default before it).
 
 Both backbones (``seqjax bench``'s options, width 64) are timed in interleaved rounds; the median of each and
-their ratio, old / new, are printed per shape (``--quick``: one small shape, two rounds, a smoke run).
+their ratio, old / new, are printed per shape (``--quick``: one small shape, two rounds, a smoke run) and, with
+``--out``, written to ``FOLDER/<s4d|mamba>.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import pathlib
 import time
 from unittest import mock
 
@@ -59,11 +61,12 @@ def time_once(step, times: list) -> None:
     times.append(time.perf_counter() - start)
 
 
-def compare(backbone: str, old: dict, labels: tuple[str, str], shapes: tuple[Shape, ...], rounds: int) -> None:
+def compare(backbone: str, old: dict, labels: tuple[str, str], shapes: tuple[Shape, ...], rounds: int,
+            emit=print) -> None:
     """Print a table row per shape: the train step with ``old`` (``train_step``'s patch or options) and the
     default (new), interleaved."""
-    print(f"| shape (B, T, width) | {labels[0]} (ms) | {labels[1]} (ms) | speedup |")
-    print("|---|---|---|---|")
+    emit(f"| shape (B, T, width) | {labels[0]} (ms) | {labels[1]} (ms) | speedup |")
+    emit("|---|---|---|---|")
     for shape in shapes:
         steps = (train_step(backbone, shape, **old), train_step(backbone, shape))
         times: tuple[list, list] = ([], [])
@@ -71,8 +74,7 @@ def compare(backbone: str, old: dict, labels: tuple[str, str], shapes: tuple[Sha
             for step, record in zip(steps, times):
                 time_once(step, record)
         before, after = (float(np.median(t)) * 1e3 for t in times)
-        print(f"| {shape.batch}, {shape.time}, {shape.hidden} | {before:.1f} | {after:.1f} | {before / after:.2f}x |",
-              flush=True)
+        emit(f"| {shape.batch}, {shape.time}, {shape.hidden} | {before:.1f} | {after:.1f} | {before / after:.2f}x |")
 
 
 def main() -> None:
@@ -80,12 +82,22 @@ def main() -> None:
     parser.add_argument("which", choices=sorted(SHAPES))
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="one small shape, two rounds")
+    parser.add_argument("--out", type=pathlib.Path, help="also write the table to OUT/<which>.md")
     args = parser.parse_args()
     old, labels = {"s4d": (dict(patch=("seqjax.models.ssm.s4d_kernel", direct_kernel)), ("direct kernel", "split kernel")),
                    "mamba": (dict(scan_method="sequential"), ("JAX scan", "compiled scan"))}[args.which]
     shapes, rounds = (QUICK, 2) if args.quick else (SHAPES[args.which], args.rounds)
-    print(f"{args.which}: JAX {jax.__version__} on {jax.default_backend()}, median of {rounds} interleaved rounds")
-    compare(args.which, old, labels, shapes, rounds)
+    lines: list[str] = []
+
+    def emit(line: str) -> None:
+        print(line, flush=True)
+        lines.append(line)
+
+    emit(f"{args.which}: JAX {jax.__version__} on {jax.default_backend()}, median of {rounds} interleaved rounds")
+    compare(args.which, old, labels, shapes, rounds, emit)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / f"{args.which}.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -70,7 +70,9 @@ def test_bad_search_sections_exit_2_in_one_line(tmp_path, capsys, search, cli, m
 def test_killed_search_reruns_to_n_trials_then_reports_a_best_yaml_that_trains(tmp_path):
     """SQLite: a worker killed mid-trial leaves it running; the rerun retries it in its run directory, keeps
     the finished trials and runs on to n_trials; the report's best.yaml trains."""
-    path = _search_file(tmp_path, steps=8, n_trials=2, pruner="none")
+    # 40 steps, a checkpoint every 2: the second trial runs for seconds after its first checkpoint, long enough for
+    # the 0.2 s poll below to catch it on a loaded machine (at 8 steps it once finished in 1.2 s, uncaught)
+    path = _search_file(tmp_path, steps=40, n_trials=2, pruner="none")
     url = f"sqlite:///{tmp_path / 'out' / 'optuna.db'}"
     log = open(tmp_path / "first-run.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "seqjax.cli", "sweep", str(path)], cwd=tmp_path, stdout=log,

@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-import time
 from unittest import mock
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from seqjax.benchmarks.backbones import backbone_module, module_program
 from seqjax.benchmarks.programs import Shape, inputs
+from seqjax.benchmarks.timing import blocking, time_interleaved
 from seqjax.ops.ssm_kernel import discretize_diag, state_sum
 
 SHAPES = {"s4d": (Shape(8, 1024, 64, 64), Shape(32, 256, 64, 64), Shape(64, 256, 64, 64)),
@@ -54,13 +53,6 @@ def train_step(backbone: str, shape: Shape, patch: tuple[str, object] | None = N
     return step
 
 
-def time_once(step, times: list) -> None:
-    """Append the seconds of one blocking call of ``step`` to ``times``."""
-    start = time.perf_counter()
-    jax.block_until_ready(step())
-    times.append(time.perf_counter() - start)
-
-
 def compare(backbone: str, old: dict, labels: tuple[str, str], shapes: tuple[Shape, ...], rounds: int,
             emit=print) -> None:
     """Print a table row per shape: the train step with ``old`` (``train_step``'s patch or options) and the
@@ -68,12 +60,9 @@ def compare(backbone: str, old: dict, labels: tuple[str, str], shapes: tuple[Sha
     emit(f"| shape (B, T, width) | {labels[0]} (ms) | {labels[1]} (ms) | speedup |")
     emit("|---|---|---|---|")
     for shape in shapes:
-        steps = (train_step(backbone, shape, **old), train_step(backbone, shape))
-        times: tuple[list, list] = ([], [])
-        for _ in range(rounds):
-            for step, record in zip(steps, times):
-                time_once(step, record)
-        before, after = (float(np.median(t)) * 1e3 for t in times)
+        steps = {"before": train_step(backbone, shape, **old), "after": train_step(backbone, shape)}
+        times = time_interleaved({k: blocking(step) for k, step in steps.items()}, repeats=rounds, warmup=0)
+        before, after = times["before"].wall * 1e3, times["after"].wall * 1e3
         emit(f"| {shape.batch}, {shape.time}, {shape.hidden} | {before:.1f} | {after:.1f} | {before / after:.2f}x |")
 
 

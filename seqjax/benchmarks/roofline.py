@@ -4,8 +4,9 @@
 product ``2 m n k``, a convolution ``2`` per multiply-add, an FFT ``5 n log2 n``, one per output element of
 every other arithmetic primitive and one per input element of a reduction; a ``lax.scan`` body counts
 ``length`` times; a compiled kernel's call (``ffi_call``) counts what its loops do
-(:func:`~seqjax.ops.selective_scan_native.kernel_flops`).  XLA's own cost analysis counts a loop body once whatever its trip count (an LSTM layer
-scanned over 16 or 32 steps reports the same flops), so it undercounts every recurrence here by its length.
+(:func:`~seqjax.ops.selective_scan_native.kernel_flops`).  XLA's own cost analysis counts a loop body once
+whatever its trip count (an LSTM layer scanned over 16 or 32 steps reports the same flops), so it undercounts
+every recurrence here by its length.
 Bytes are the compulsory traffic: every argument read once and every result written once.
 
 **Limits** (:func:`measure_peak`), measured in the same run: the rate of a square float32 GEMM and the
@@ -79,9 +80,9 @@ def _jaxpr_flops(jaxpr: jax.extend.core.Jaxpr) -> float:
             rhs = eqn.invars[1].aval.shape  # [out features, in features / groups, *window] in OIHW order
             spec = params["dimension_numbers"].rhs_spec
             total += 2.0 * out * math.prod(rhs[d] for d in spec[1:])
-        elif name == "ffi_call" and params["target_name"].startswith("seqjax_"):
-            u, a = eqn.invars[0].aval, eqn.invars[2].aval  # the selective scan's (u, dt, a, ...)
-            total += kernel_flops(params["target_name"], u.shape, a.shape)
+        elif name == "ffi_call" and (kernel := kernel_flops(params["target_name"],
+                                                             [v.aval.shape for v in eqn.invars])) is not None:
+            total += kernel
         elif name == "fft":
             total += 5.0 * out * math.log2(max(math.prod(params["fft_lengths"]), 2))
         elif name == "scan":

@@ -28,15 +28,15 @@ SYMBOLS = ("SelectiveScanForward", "SelectiveScanBackward")
 FLOPS_PER_STATE = {"seqjax_SelectiveScanForward": 8, "seqjax_SelectiveScanBackward": 21}
 
 
-def kernel_flops(target: str, u_shape: tuple[int, ...], a_shape: tuple[int, ...]) -> float | None:
-    """The flops of one call of the kernel ``target`` on ``u [batch, L, D]`` and ``a [D, N]``; ``None`` for
-    another target.
+def kernel_flops(target: str, shapes: list[tuple[int, ...]]) -> float | None:
+    """The flops of one call of the kernel ``target`` on arguments of ``shapes`` (``u [batch, L, D], dt, a [D, N],
+    ...``); ``None`` for another target.
 
-    >>> kernel_flops("seqjax_SelectiveScanForward", (2, 10, 4), (4, 16))  # 8 per state element
+    >>> kernel_flops("seqjax_SelectiveScanForward", [(2, 10, 4), (2, 10, 4), (4, 16)])  # 8 per state element
     10240.0
     """
     per_state = FLOPS_PER_STATE.get(target)
-    return None if per_state is None else float(per_state * np.prod(u_shape) * a_shape[-1])
+    return None if per_state is None else float(per_state * np.prod(shapes[0]) * shapes[2][-1])
 
 
 def available(*arrays: Array) -> bool:

@@ -20,7 +20,9 @@ transformer  the ``transformer`` backbone (2 layers, 4 heads)       ``torch.nn.T
                                                                     Flax ``nn.MultiHeadDotProductAttention`` layers
 ============ ====================================================== ===========================================
 
-Writes ``<out>/results.json`` (the rows) and ``<out>/output.txt`` (the table).  ``--quick``: tiny shapes, one
+Both sides run in one process with the allocator setting every ``seqjax`` command applies
+(:func:`~seqjax.experiment.runtime.keep_freed_memory`).  Writes ``<out>/results.json`` (the rows) and
+``<out>/output.txt`` (the table).  ``--quick``: tiny shapes, one
 round (a smoke test of every pair, not a measurement).
 
 Usage:  python experiments/benchmarks/peers.py [--out FOLDER] [--quick] [--repeats N] [FAMILY ...]
@@ -43,6 +45,7 @@ from seqjax.benchmarks.backbones import module_program
 from seqjax.benchmarks.peers import torch_program
 from seqjax.benchmarks.programs import Program, Shape, inputs, jax_program
 from seqjax.benchmarks.suite import compare, format_table
+from seqjax.experiment.runtime import keep_freed_memory
 
 HERE = pathlib.Path(__file__).resolve().parent
 SHAPES = (Shape(32, 256, 64, 64), Shape(32, 1024, 64, 64))
@@ -160,6 +163,7 @@ PAIRS: dict[str, Callable[[Shape, np.ndarray], dict[str, Program]]] = {
 
 
 def main() -> None:
+    keep_freed_memory()  # as `seqjax train` and `seqjax bench` run
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("families", nargs="*", choices=[*PAIRS, []], help="default: all")
     parser.add_argument("--out", type=pathlib.Path, default=HERE / "peers")

@@ -8,7 +8,8 @@
 * ``mamba``: the compiled selective scan (``scan_method="native"``, the CPU default) against the JAX
   sequential scan (``"sequential"``, the default before it).
 
-Both backbones (``seqjax bench``'s options, width 64) are timed in interleaved rounds; the median of each and
+Both backbones (``seqjax bench``'s options, width 64) are timed in interleaved rounds, with the allocator setting
+the ``seqjax`` commands apply (:func:`~seqjax.experiment.runtime.keep_freed_memory`); the median of each and
 their ratio, old / new, are printed per shape (``--quick``: one small shape, two rounds, a smoke run) and, with
 ``--out``, written to ``FOLDER/<s4d|mamba>.md``.
 """
@@ -25,6 +26,7 @@ import jax.numpy as jnp
 from seqjax.benchmarks.backbones import backbone_module, module_program
 from seqjax.benchmarks.programs import Shape, inputs
 from seqjax.benchmarks.timing import blocking, time_interleaved
+from seqjax.experiment.runtime import keep_freed_memory
 from seqjax.ops.ssm_kernel import discretize_diag, state_sum
 
 SHAPES = {"s4d": (Shape(8, 1024, 64, 64), Shape(32, 256, 64, 64), Shape(64, 256, 64, 64)),
@@ -67,6 +69,7 @@ def compare(backbone: str, old: dict, labels: tuple[str, str], shapes: tuple[Sha
 
 
 def main() -> None:
+    keep_freed_memory()  # as `seqjax train` and `seqjax bench` run
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("which", choices=sorted(SHAPES))
     parser.add_argument("--rounds", type=int, default=7)

@@ -100,26 +100,6 @@ def test_roofline_counts_the_kernel_as_the_jax_form_it_replaces():
         assert 0.8 < counts[0] / counts[1] < 1.25, counts
 
 
-def test_export_of_a_mamba_session_holds_no_kernel(tmp_path):
-    """``seqjax export`` serializes the JAX form (the kernel is not in the export's runtime); same outputs."""
-    from seqjax.experiment.export import export_session
-    from seqjax.experiment.session import Session
-    from seqjax.export_loader import load
-    from seqjax.models.mamba import MambaOptions
-    from seqjax.models.registry import build_backbone
-    from seqjax.models.sequence_model import PerStepHead, SequenceModel
-
-    model = SequenceModel(build_backbone("mamba", MambaOptions(d_model=8, n_layers=1, d_state=4)), PerStepHead(3))
-    session = Session.create(model, jnp.zeros((1, 1, 2)))
-    export_session(session, tmp_path, chunk=6)
-    assert b"seqjax_SelectiveScan" not in (tmp_path / "chunk.stablehlo").read_bytes()
-    x = jax.random.normal(jax.random.key(0), (1, 6, 2))
-    _, want = session.chunk(session.init_state(1), x)  # here the chunk form runs the kernel
-    streamer = load(str(tmp_path))
-    _, got = streamer.chunk(streamer.init_state(), np.asarray(x))
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-
-
 def test_unbuildable_kernel_falls_back_to_the_jax_form(tmp_path):
     """No compiler (``CXX=false``, an empty cache): one warning, and ``method="auto"`` still computes the scan."""
     script = ("import jax.numpy as jnp; from seqjax.ops.selective_scan import selective_scan\n"

@@ -4,7 +4,8 @@
 product ``2 m n k``, a convolution ``2`` per multiply-add, an FFT ``5 n log2 n``, one per output element of
 every other arithmetic primitive and one per input element of a reduction; a ``lax.scan`` body counts
 ``length`` times; a compiled kernel's call (``ffi_call``) counts what its loops do
-(:func:`~seqjax.ops.selective_scan_native.kernel_flops`).  XLA's own cost analysis counts a loop body once
+(:func:`~seqjax.ops.selective_scan_native.kernel_flops`, :func:`~seqjax.ops.attention_native.kernel_flops`).
+XLA's own cost analysis counts a loop body once
 whatever its trip count (an LSTM layer scanned over 16 or 32 steps reports the same flops), so it undercounts
 every recurrence here by its length.
 Bytes are the compulsory traffic: every argument read once and every result written once.
@@ -34,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from seqjax.benchmarks.timing import blocking, time_interleaved
-from seqjax.ops.selective_scan_native import kernel_flops
+from seqjax.ops import attention_native, selective_scan_native
 
 # the primitives that move or reinterpret data and compute nothing
 FREE = {"reshape", "broadcast_in_dim", "transpose", "squeeze", "expand_dims", "slice", "dynamic_slice",
@@ -67,6 +68,13 @@ def _size(aval: Any) -> int:
     return math.prod(aval.shape) if hasattr(aval, "shape") else 1
 
 
+def _kernel_flops(target: str, eqn: Any) -> float | None:
+    """A compiled kernel's hand count (each kernel module's ``kernel_flops``), ``None`` for an unknown one."""
+    shapes = [v.aval.shape for v in eqn.invars]
+    counts = (module.kernel_flops(target, shapes) for module in (selective_scan_native, attention_native))
+    return next((c for c in counts if c is not None), None)
+
+
 def _jaxpr_flops(jaxpr: jax.extend.core.Jaxpr) -> float:
     total = 0.0
     for eqn in jaxpr.eqns:
@@ -80,8 +88,7 @@ def _jaxpr_flops(jaxpr: jax.extend.core.Jaxpr) -> float:
             rhs = eqn.invars[1].aval.shape  # [out features, in features / groups, *window] in OIHW order
             spec = params["dimension_numbers"].rhs_spec
             total += 2.0 * out * math.prod(rhs[d] for d in spec[1:])
-        elif name == "ffi_call" and (kernel := kernel_flops(params["target_name"],
-                                                             [v.aval.shape for v in eqn.invars])) is not None:
+        elif name == "ffi_call" and (kernel := _kernel_flops(params["target_name"], eqn)) is not None:
             total += kernel
         elif name == "fft":
             total += 5.0 * out * math.log2(max(math.prod(params["fft_lengths"]), 2))

@@ -44,6 +44,7 @@ import jax.numpy as jnp
 from seqjax.errors import COUNT, DROPOUT, StreamingError, UserError, check_choice, check_fields, checked
 from seqjax.models.precision import check_precision, dtypes
 from seqjax.models.registry import register_backbone
+from seqjax.ops import attention_native
 from seqjax.ops.attention import rotary, sinusoidal
 from seqjax.ops.masking import attention_mask, same_sequence, segment_starts
 from seqjax.typing import Array
@@ -78,7 +79,11 @@ class SelfAttention(nn.Module):
     # y_t = sum_s softmax_s(q_t . k_s / sqrt(d_h) + M_ts) v_s, per head
     @staticmethod
     def heads(q: Array, k: Array, v: Array, mask: Array) -> Array:
-        """``[B, T, H, d_h]`` outputs of queries ``q`` over keys ``k`` and values ``v``; ``mask [B, T, S]``."""
+        """``[B, T, H, d_h]`` outputs of queries ``q`` over keys ``k`` and values ``v``; ``mask [B, T, S]``.  On CPU
+        in float32 the compiled kernel (:mod:`seqjax.ops.attention_native`) computes it without the ``[T, S]``
+        weights in memory."""
+        if attention_native.available(q, k, v):
+            return attention_native.attention_native(q, k, v, mask)
         logits = jnp.einsum("bthd,bshd->bhts", q, k) / jnp.sqrt(q.shape[-1]).astype(q.dtype)
         logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))  # the softmax in >= float32
         weights = jax.nn.softmax(jnp.where(mask[:, None], logits, jnp.finfo(logits.dtype).min), axis=-1)
@@ -89,9 +94,10 @@ class SelfAttention(nn.Module):
         """:meth:`heads` merged by ``W_o``.  ``block`` (a causal ``mask`` only): queries ``[i n, (i + 1) n)`` over
         keys ``[0, (i + 1) n)`` alone (``n = block``): the keys a causal mask hides from a whole block are never
         scored, so at ``T >> n`` the work and memory of the ``[T, T]`` logits nearly halve (the train step of two
-        layers at ``B=32 T=1024 D=64`` 2.0x faster, ``experiments/benchmarks/README.md``); the same outputs."""
+        layers at ``B=32 T=1024 D=64`` 2.0x faster, ``experiments/benchmarks/README.md``); the same outputs.  (The
+        compiled kernel skips the hidden keys itself: there, one call.)"""
         T, n = q.shape[1], block
-        if not n or T <= n:
+        if not n or T <= n or attention_native.available(q, k, v):
             y = self.heads(q, k, v, mask)
         else:
             y = jnp.concatenate([self.heads(q[:, i:i + n], k[:, :i + n], v[:, :i + n], mask[:, i:i + n, :i + n])

@@ -2,9 +2,9 @@
 
 A kernel is compiled once per machine with the system C++ compiler (``$CXX``, else ``c++``) against the XLA FFI
 headers that ship with jaxlib, for the CPU it runs on (``-march=native``), and cached under
-``$SEQJAX_KERNEL_CACHE`` (default ``~/.cache/seqjax/kernels``) by a hash of its source, the flags, the jaxlib
-version and the CPU, so a cluster's nodes of different CPUs each build their own. Where it cannot be built (no
-compiler, a failed build), :func:`register` returns ``False`` and one warning says why; with ``SEQJAX_NATIVE=0``,
+``$SEQJAX_KERNEL_CACHE`` (default ``~/.cache/seqjax/kernels``) by a hash of its source (and the shared headers),
+the flags, the jaxlib version and the CPU, so a cluster's nodes of different CPUs each build their own. Where it
+cannot be built (no compiler, a failed build), :func:`register` returns ``False`` and one warning says why; with ``SEQJAX_NATIVE=0``,
 off the CPU or inside :func:`jax_only` (``jax.export``: a serialized program cannot carry the kernel),
 :func:`enabled` is ``False``. Either way the callers run their pure JAX form, which computes the same thing.
 
@@ -26,6 +26,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
+from typing import Any
 
 import jax
 import jaxlib
@@ -74,7 +75,9 @@ def _build(source: pathlib.Path) -> pathlib.Path:
     if compiler is None:
         raise RuntimeError("no C++ compiler found (set CXX)")
     command = [compiler, *FLAGS, f"-I{jax.ffi.include_dir()}"]
-    key = hashlib.sha256("\0".join([source.read_text(), *command, jaxlib.__version__, _cpu()]).encode()).hexdigest()
+    headers = [h.read_text() for h in sorted(SOURCES.glob("*.h"))]  # what every kernel may include
+    parts = [source.read_text(), *headers, *command, jaxlib.__version__, _cpu()]
+    key = hashlib.sha256("\0".join(parts).encode()).hexdigest()
     cache = pathlib.Path(os.environ.get("SEQJAX_KERNEL_CACHE", pathlib.Path.home() / ".cache/seqjax/kernels"))
     target = cache / f"{source.stem}-{key[:16]}.so"
     if not target.exists():
@@ -111,3 +114,12 @@ def register(name: str, *symbols: str) -> bool:
     for symbol in symbols:
         jax.ffi.register_ffi_target(f"seqjax_{symbol}", jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
     return True
+
+
+def call(name: str, symbols: tuple[str, ...], symbol: str, results: list, *args: Any, **attributes: Any) -> Any:
+    """The FFI handler ``symbol`` of kernel ``name`` (registering its ``symbols``) on ``args``, returning arrays
+    shaped and typed as ``results`` (arrays or ``jax.ShapeDtypeStruct``); vmapped, one call per mapped element."""
+    if not register(name, *symbols):
+        raise RuntimeError(f"the compiled {name} kernel is unavailable here (see seqjax.ops.native)")
+    shapes = [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in results]
+    return jax.ffi.ffi_call(f"seqjax_{symbol}", shapes, vmap_method="sequential")(*args, **attributes)

@@ -45,19 +45,15 @@ def available(*arrays: Array) -> bool:
             and native.register("selective_scan", *SYMBOLS))
 
 
-def _call(symbol: str, results: list[tuple[tuple[int, ...], jnp.dtype]], *args: Array) -> tuple[Array, ...]:
-    if not native.register("selective_scan", *SYMBOLS):
-        raise RuntimeError("the compiled selective scan is unavailable here (see seqjax.ops.native)")
-    shapes = [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in results]
-    return jax.ffi.ffi_call(f"seqjax_{symbol}", shapes, vmap_method="sequential")(*args, chunk=np.int64(CHUNK))
+def _call(symbol: str, results: list, *args: Array) -> tuple[Array, ...]:
+    return native.call("selective_scan", SYMBOLS, symbol, results, *args, chunk=np.int64(CHUNK))
 
 
 def _forward(u: Array, dt: Array, a: Array, b: Array, c: Array, h0: Array, resets: Array) -> tuple[Array, ...]:
     batch, length, _ = u.shape
     chunks = -(-length // CHUNK)
-    return _call("SelectiveScanForward",
-                 [(u.shape, u.dtype), (h0.shape, h0.dtype), ((batch, chunks, *a.shape), u.dtype)],
-                 u, dt, a, b, c, h0, resets)
+    checkpoints = jax.ShapeDtypeStruct((batch, chunks, *a.shape), u.dtype)
+    return _call("SelectiveScanForward", [u, h0, checkpoints], u, dt, a, b, c, h0, resets)
 
 
 @jax.custom_vjp
@@ -86,10 +82,7 @@ def _fwd(u, dt, a, b, c, h0, resets):
 def _bwd(residuals, cotangents):
     u, dt, a, b, c, resets, checkpoints = residuals
     dy, dh = cotangents
-    grads = _call("SelectiveScanBackward",
-                  [(u.shape, u.dtype), (dt.shape, dt.dtype), (a.shape, a.dtype), (b.shape, b.dtype),
-                   (c.shape, c.dtype), (dh.shape, dh.dtype)],
-                  u, dt, a, b, c, resets, checkpoints, dy, dh)
+    grads = _call("SelectiveScanBackward", [u, dt, a, b, c, dh], u, dt, a, b, c, resets, checkpoints, dy, dh)
     return (*grads, None)
 
 

@@ -1,12 +1,14 @@
 """Train steps before and after an optimization, interleaved in one process (issue 19)::
 
-    python experiments/benchmarks/speedups.py s4d|mamba [--rounds 7] [--out FOLDER]
+    python experiments/benchmarks/speedups.py s4d|mamba|transformer [--rounds 7] [--out FOLDER]
 
 * ``s4d``: the split-Vandermonde kernel (``seqjax.ops.ssm_kernel.s4d_kernel``) against the direct one, which
   exponentiates every ``[H, N/2, L]`` term in complex arithmetic, ``K_l = 2 Re(sum_n C_n Bbar_n exp(l log
   Abar_n))``, summed ``STATE_BLOCK`` modes at a time (the form before issue 19);
 * ``mamba``: the compiled selective scan (``scan_method="native"``, the CPU default) against the JAX
-  sequential scan (``"sequential"``, the default before it).
+  sequential scan (``"sequential"``, the default before it);
+* ``transformer``: the compiled attention (``seqjax.ops.attention_native``, the CPU default for float32) against
+  the JAX form (``SelfAttention.heads`` in query blocks of 128, the default before it).
 
 Both backbones (``seqjax bench``'s options, width 64) are timed in interleaved rounds, with the allocator setting
 the ``seqjax`` commands apply (:func:`~seqjax.experiment.runtime.keep_freed_memory`); the median of each and
@@ -30,7 +32,8 @@ from seqjax.experiment.runtime import keep_freed_memory
 from seqjax.ops.ssm_kernel import discretize_diag, state_sum
 
 SHAPES = {"s4d": (Shape(8, 1024, 64, 64), Shape(32, 256, 64, 64), Shape(64, 256, 64, 64)),
-          "mamba": (Shape(8, 1024, 64, 64), Shape(32, 256, 64, 64), Shape(32, 1024, 64, 64))}
+          "mamba": (Shape(8, 1024, 64, 64), Shape(32, 256, 64, 64), Shape(32, 1024, 64, 64)),
+          "transformer": (Shape(32, 256, 64, 64), Shape(32, 1024, 64, 64))}
 QUICK = (Shape(2, 64, 16, 16),)
 
 
@@ -77,7 +80,9 @@ def main() -> None:
     parser.add_argument("--out", type=pathlib.Path, help="also write the table to OUT/<which>.md")
     args = parser.parse_args()
     old, labels = {"s4d": (dict(patch=("seqjax.models.ssm.s4d_kernel", direct_kernel)), ("direct kernel", "split kernel")),
-                   "mamba": (dict(scan_method="sequential"), ("JAX scan", "compiled scan"))}[args.which]
+                   "mamba": (dict(scan_method="sequential"), ("JAX scan", "compiled scan")),
+                   "transformer": (dict(patch=("seqjax.ops.attention_native.available", lambda *arrays: False)),
+                                   ("JAX attention", "compiled attention"))}[args.which]
     shapes, rounds = (QUICK, 2) if args.quick else (SHAPES[args.which], args.rounds)
     lines: list[str] = []
 

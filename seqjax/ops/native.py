@@ -47,6 +47,9 @@ def enabled() -> bool:
 def jax_only():
     """Within it, programs traced use no compiled kernel, only JAX operations (for ``jax.export``).
 
+    The choice is made when a function is traced: a function ``jax.jit`` has already traced keeps the form it was
+    traced with (its cached trace) inside or outside this context; trace a fresh function here.
+
     >>> with jax_only():
     ...     enabled()
     False

@@ -51,8 +51,8 @@ def _scale(q: Array) -> np.float32:
 
 def _forward(q: Array, k: Array, v: Array, mask: Array) -> tuple[Array, ...]:
     stats = jax.ShapeDtypeStruct((q.shape[0], q.shape[2], q.shape[1]), q.dtype)  # [batch, H, T]
-    return native.call("attention", SYMBOLS, "AttentionForward", [q, stats, stats], q, k, v,
-                       jnp.swapaxes(mask, 1, 2), scale=_scale(q))
+    return native.call("attention", SYMBOLS, "AttentionForward", [q, stats, stats], q, k, v, mask,
+                       scale=_scale(q))
 
 
 @jax.custom_vjp
@@ -78,8 +78,8 @@ def _fwd(q, k, v, mask):
 def _bwd(residuals, dy):
     q, k, v, mask, y, m, l_inv = residuals
     delta = jax.ShapeDtypeStruct(m.shape, m.dtype)
-    dq, dk, dv, _ = native.call("attention", SYMBOLS, "AttentionBackward", [q, k, v, delta], q, k, v, mask,
-                                jnp.swapaxes(mask, 1, 2), y, m, l_inv, dy, scale=_scale(q))
+    dq, dk, dv, _ = native.call("attention", SYMBOLS, "AttentionBackward", [q, k, v, delta], q, k, v, mask, y, m,
+                                l_inv, dy, scale=_scale(q))
     return dq, dk, dv, None
 
 

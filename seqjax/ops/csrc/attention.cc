@@ -11,14 +11,14 @@
 //   dp_ts = dy_t . v_s,   ds_ts = p_ts (dp_ts - delta_t)
 //   dq_t  = scale sum_s ds_ts k_s,   dk_s = scale sum_t ds_ts q_t,   dv_s = sum_t p_ts dy_t
 //
-// Shapes: q, dy, y [batch, T, H, Dh]; k, v [batch, S, H, Dh]; mask [batch, T, S] and its transpose mask_t
-// [batch, S, T] (bool); m, l_inv [batch, H, T] (saved by the forward pass for the backward pass).
+// Shapes: q, dy, y [batch, T, H, Dh]; k, v [batch, S, H, Dh]; mask [batch, T, S] (bool); m, l_inv [batch, H, T]
+// (saved by the forward pass for the backward pass).
 //
 // A work unit is 16 queries of one batch row, each head in turn, with the queries in the vector lanes (the forward
-// pass and dq), or 16 keys with the keys in the lanes (dk, dv): each row of one of the mask's two layouts gives the
-// unit's 16 lanes at once, and a key (query) whose 16 mask entries are all false is skipped, so a causal mask
-// costs half the work of a full one and padding none. The rows a unit sees are found once for all heads, and
-// taken four at a time (four independent multiply-add chains).
+// pass and dq), or 16 keys with the keys in the lanes (dk, dv). The unit first reads its 16 lanes of the mask for
+// every key (query) once for all heads, and skips a key (query) whose 16 entries are all false, so a causal mask
+// costs half the work of a full one and padding none; the rest are taken four at a time (four independent
+// multiply-add chains).
 
 #include <algorithm>
 #include <cstdint>
@@ -66,16 +66,10 @@ struct Tile {
       for (int64_t d = 0; d < s.dim; ++d) r[d] = scale * x[d * kLanes + j];
     }
   }
-  // the lanes' entries of one mask row as 0 / 1 (0 past the tile's end); whether any is 1
-  bool visible(const bool* mask_row, float* on) const {
-    uint8_t m[kLanes] = {0};
-    if (n == kLanes) {
-      std::memcpy(m, mask_row + t0, kLanes);  // bool is one byte
-    } else {
-      std::memcpy(m, mask_row + t0, n);
-    }
+  // a row's 16 mask entries (`m`, the tile's lanes: 0 past its end) as 0 / 1 in `on`; whether any is 1
+  static bool visible(const uint8_t* m, float* on) {
     uint64_t halves[2];
-    std::memcpy(halves, m, sizeof m);
+    std::memcpy(halves, m, sizeof halves);
     if ((halves[0] | halves[1]) == 0) return false;
 #pragma omp simd
     for (int64_t j = 0; j < kLanes; ++j) on[j] = m[j] ? 1.0f : 0.0f;
@@ -134,29 +128,40 @@ struct Rows {
   }
   int64_t groups() const { return (static_cast<int64_t>(index.size()) + kGroup - 1) / kGroup; }
   const float* lanes(int64_t i) const { return &on[i * kLanes]; }
-  // rows [0, count) whose mask row (at mask + i * stride) the tile sees
-  Rows(const Tile& tile, const bool* mask, int64_t count, int64_t stride, const std::vector<float>& zeros)
+  // the rows [0, count) the tile sees, of a batch row's [T, S] mask (rows of `width` = S): the keys a query tile
+  // sees (`keys`: lane j of row i is mask[t0 + j, i], gathered a query's row at a time) or the queries a key tile
+  // sees (lane j of row i is mask[i, t0 + j], contiguous)
+  Rows(const Tile& tile, const bool* mask, int64_t count, int64_t width, bool keys, const std::vector<float>& zeros)
       : on((count + kGroup) * kLanes, 0.0f), zeros(zeros) {  // past the rows seen, padding rows: off
+    std::vector<uint8_t> block(count * kLanes, 0);  // [count, kLanes] lanes of each row
+    if (keys) {
+      for (int64_t j = 0; j < tile.n; ++j) {
+        const bool* query = mask + (tile.t0 + j) * width;
+        for (int64_t i = 0; i < count; ++i) block[i * kLanes + j] = query[i];
+      }
+    } else {
+      for (int64_t i = 0; i < count; ++i) std::memcpy(&block[i * kLanes], mask + i * width + tile.t0, tile.n);
+    }
     index.reserve(count);
     for (int64_t i = 0; i < count; ++i)
-      if (tile.visible(mask + i * stride, &on[index.size() * kLanes])) index.push_back(i);
+      if (Tile::visible(&block[i * kLanes], &on[index.size() * kLanes])) index.push_back(i);
     std::fill(on.begin() + index.size() * kLanes, on.end(), 0.0f);
   }
 };
 
 ffi::Error Forward(ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k, ffi::Buffer<ffi::F32> v,
-                   ffi::Buffer<ffi::PRED> mask_t, ffi::ResultBuffer<ffi::F32> y, ffi::ResultBuffer<ffi::F32> m,
+                   ffi::Buffer<ffi::PRED> mask, ffi::ResultBuffer<ffi::F32> y, ffi::ResultBuffer<ffi::F32> m,
                    ffi::ResultBuffer<ffi::F32> l_inv, float scale) {
   const Shape s(q, k);
   const int64_t tiles = s.tiles(s.queries), units = s.batch * tiles, S = s.keys, T = s.queries;
   const float *pq = q.typed_data(), *pk = k.typed_data(), *pv = v.typed_data();
-  const bool* pmask = mask_t.typed_data();
+  const bool* pmask = mask.typed_data();
   float *py = y->typed_data(), *pm = m->typed_data(), *pl = l_inv->typed_data();
   const std::vector<float> zeros(s.dim, 0.0f);
   parallel_for(units, workers_for(units), [&](int64_t i, int64_t) {
     const int64_t b = i / tiles, t0 = (i % tiles) * kLanes;
     const Tile tile{t0, std::min(kLanes, T - t0)};
-    const Rows keys(tile, pmask + b * S * T, S, T, zeros);  // the same for every head
+    const Rows keys(tile, pmask + b * T * S, S, S, true, zeros);  // the same for every head
     std::vector<float> qs(s.dim * kLanes), acc(s.dim * kLanes), x((keys.groups() * kGroup) * kLanes);
     for (int64_t h = 0; h < s.heads; ++h) {
       auto key_row = [&](int64_t key) { return s.row(b, key, h, S); };
@@ -199,7 +204,7 @@ ffi::Error Forward(ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k, ffi::Buffer
 }
 
 ffi::Error Backward(ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k, ffi::Buffer<ffi::F32> v,
-                    ffi::Buffer<ffi::PRED> mask, ffi::Buffer<ffi::PRED> mask_t, ffi::Buffer<ffi::F32> y,
+                    ffi::Buffer<ffi::PRED> mask, ffi::Buffer<ffi::F32> y,
                     ffi::Buffer<ffi::F32> m, ffi::Buffer<ffi::F32> l_inv, ffi::Buffer<ffi::F32> dy,
                     ffi::ResultBuffer<ffi::F32> dq, ffi::ResultBuffer<ffi::F32> dk, ffi::ResultBuffer<ffi::F32> dv,
                     ffi::ResultBuffer<ffi::F32> delta, float scale) {
@@ -207,7 +212,7 @@ ffi::Error Backward(ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k, ffi::Buffe
   const int64_t T = s.queries, S = s.keys, Dh = s.dim;
   const float *pq = q.typed_data(), *pk = k.typed_data(), *pv = v.typed_data(), *py = y.typed_data(),
               *pm = m.typed_data(), *pl = l_inv.typed_data(), *pdy = dy.typed_data();
-  const bool *pmask = mask.typed_data(), *pmask_t = mask_t.typed_data();
+  const bool* pmask = mask.typed_data();
   float *pdq = dq->typed_data(), *pdk = dk->typed_data(), *pdv = dv->typed_data(), *pdelta = delta->typed_data();
   const std::vector<float> zeros(Dh, 0.0f);
   // delta_t = dy_t . y_t
@@ -224,7 +229,7 @@ ffi::Error Backward(ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k, ffi::Buffe
   parallel_for(q_units, workers_for(q_units), [&](int64_t i, int64_t) {
     const int64_t b = i / q_tiles, t0 = (i % q_tiles) * kLanes;
     const Tile tile{t0, std::min(kLanes, T - t0)};
-    const Rows keys(tile, pmask_t + b * S * T, S, T, zeros);
+    const Rows keys(tile, pmask + b * T * S, S, S, true, zeros);
     std::vector<float> qs(Dh * kLanes), gs(Dh * kLanes), acc(Dh * kLanes);
     for (int64_t h = 0; h < s.heads; ++h) {
       auto key_row = [&](int64_t key) { return s.row(b, key, h, S); };
@@ -260,7 +265,7 @@ ffi::Error Backward(ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k, ffi::Buffe
   parallel_for(k_units, workers_for(k_units), [&](int64_t i, int64_t) {
     const int64_t b = i / k_tiles, s0 = (i % k_tiles) * kLanes;
     const Tile tile{s0, std::min(kLanes, S - s0)};
-    const Rows queries(tile, pmask + b * T * S, T, S, zeros);
+    const Rows queries(tile, pmask + b * T * S, T, S, false, zeros);
     std::vector<float> ks(Dh * kLanes), vs(Dh * kLanes), dks(Dh * kLanes), dvs(Dh * kLanes);
     for (int64_t h = 0; h < s.heads; ++h) {
       auto query_row = [&](int64_t t) { return s.row(b, t, h, T); };
@@ -304,7 +309,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(AttentionForward, Forward,
                                   .Arg<ffi::Buffer<ffi::F32>>()  // q
                                   .Arg<ffi::Buffer<ffi::F32>>()  // k
                                   .Arg<ffi::Buffer<ffi::F32>>()  // v
-                                  .Arg<ffi::Buffer<ffi::PRED>>()  // mask_t [batch, S, T]
+                                  .Arg<ffi::Buffer<ffi::PRED>>()  // mask [batch, T, S]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // y
                                   .Ret<ffi::Buffer<ffi::F32>>()  // m
                                   .Ret<ffi::Buffer<ffi::F32>>()  // l_inv
@@ -316,7 +321,6 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(AttentionBackward, Backward,
                                   .Arg<ffi::Buffer<ffi::F32>>()  // k
                                   .Arg<ffi::Buffer<ffi::F32>>()  // v
                                   .Arg<ffi::Buffer<ffi::PRED>>()  // mask [batch, T, S]
-                                  .Arg<ffi::Buffer<ffi::PRED>>()  // mask_t [batch, S, T]
                                   .Arg<ffi::Buffer<ffi::F32>>()  // y
                                   .Arg<ffi::Buffer<ffi::F32>>()  // m
                                   .Arg<ffi::Buffer<ffi::F32>>()  // l_inv

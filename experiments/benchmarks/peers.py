@@ -11,6 +11,7 @@ family       seqjax                                                 peer
 ============ ====================================================== ===========================================
 mamba        ``MambaBlock(d_model, d_state=16)``                    ``mambapy`` ``MambaBlock`` (PyTorch, ``pscan``)
 mamba2       ``Mamba2Block(d_model, d_state=64, head_dim=32)``      ``mamba2-jax`` ``Mamba2Mixer`` (JAX, nnx)
+tcn          ``TCN`` (4 levels of ``d_model``, kernel 3)              ``pytorch-tcn`` ``TCN`` (no norm, no dropout)
 hawk         ``RGLRUBlock(d_model, d_rnn=d_model)``                 ``recurrentgemma`` ``RecurrentBlock`` (JAX)
 mingru       ``MinRNN(d_model, cell="gru", expansion=1.5)``         ``minGRU-pytorch`` ``minGRU``
 minlstm      ``MinRNN(d_model, cell="lstm", expansion=1.5)``        ``minGRU-pytorch`` ``minLSTM``
@@ -105,6 +106,17 @@ def min_rnn(cell: str) -> Callable[[Shape, np.ndarray], dict[str, Program]]:
     return pair
 
 
+def tcn(shape: Shape, x: np.ndarray) -> dict[str, Program]:
+    import pytorch_tcn
+
+    from seqjax.models.tcn import TCN
+
+    widths = [shape.hidden] * 4  # seqjax bench's TCN: 4 levels, kernel 3
+    return {"seqjax": module_program(TCN(channels=widths, kernel_size=3), x),
+            "pytorch-tcn": torch_program(pytorch_tcn.TCN(shape.input, widths, kernel_size=3, dropout=0.0,
+                                                         use_norm=None, input_shape="NLC"), x)}
+
+
 def lru(shape: Shape, x: np.ndarray) -> dict[str, Program]:
     import LRU_pytorch
 
@@ -158,7 +170,7 @@ def transformer(shape: Shape, x: np.ndarray) -> dict[str, Program]:
 
 
 PAIRS: dict[str, Callable[[Shape, np.ndarray], dict[str, Program]]] = {
-    "mamba": mamba, "mamba2": mamba2, "hawk": hawk, "mingru": min_rnn("gru"), "minlstm": min_rnn("lstm"),
+    "mamba": mamba, "mamba2": mamba2, "tcn": tcn, "hawk": hawk, "mingru": min_rnn("gru"), "minlstm": min_rnn("lstm"),
     "lru": lru, "s5": s5, "transformer": transformer}
 
 

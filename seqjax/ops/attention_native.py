@@ -77,9 +77,8 @@ def _fwd(q, k, v, mask):
 
 def _bwd(residuals, dy):
     q, k, v, mask, y, m, l_inv = residuals
-    delta = jax.ShapeDtypeStruct(m.shape, m.dtype)
-    dq, dk, dv, _ = native.call("attention", SYMBOLS, "AttentionBackward", [q, k, v, delta], q, k, v, mask, y, m,
-                                l_inv, dy, scale=_scale(q))
+    dq, dk, dv = native.call("attention", SYMBOLS, "AttentionBackward", [q, k, v], q, k, v, mask, y, m, l_inv, dy,
+                             scale=_scale(q))
     return dq, dk, dv, None
 
 

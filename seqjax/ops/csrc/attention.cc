@@ -49,15 +49,15 @@ struct Shape {
   int64_t stat(int64_t b, int64_t h, int64_t t) const { return (b * heads + h) * queries + t; }  // in [batch, H, T]
 };
 
-// A unit's lanes: rows [t0, t0 + n) of a [batch, length, H, Dh] array, transposed to x[d * kLanes + j]
-// (zeros in lanes j >= n); and back, scaled
+// A unit's lanes: rows [t0, t0 + n) of a [batch, length, H, Dh] array, scaled and transposed to
+// x[d * kLanes + j] (zeros in lanes j >= n); and back, scaled
 struct Tile {
   int64_t t0, n;
-  void load(const Shape& s, const float* a, int64_t b, int64_t h, int64_t length, float* x) const {
+  void load(const Shape& s, const float* a, float scale, int64_t b, int64_t h, int64_t length, float* x) const {
     std::fill(x, x + s.dim * kLanes, 0.0f);
     for (int64_t j = 0; j < n; ++j) {
       const float* r = a + s.row(b, t0 + j, h, length);
-      for (int64_t d = 0; d < s.dim; ++d) x[d * kLanes + j] = r[d];
+      for (int64_t d = 0; d < s.dim; ++d) x[d * kLanes + j] = scale * r[d];
     }
   }
   void store(const Shape& s, const float* x, float scale, int64_t b, int64_t h, int64_t length, float* a) const {
@@ -142,10 +142,9 @@ struct Rows {
     } else {
       for (int64_t i = 0; i < count; ++i) std::memcpy(&block[i * kLanes], mask + i * width + tile.t0, tile.n);
     }
-    index.reserve(count);
+    index.reserve(count);  // a row's lanes are written only when it is seen: the slots after the last stay off
     for (int64_t i = 0; i < count; ++i)
       if (Tile::visible(&block[i * kLanes], &on[index.size() * kLanes])) index.push_back(i);
-    std::fill(on.begin() + index.size() * kLanes, on.end(), 0.0f);
   }
 };
 
@@ -166,8 +165,7 @@ ffi::Error Forward(ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k, ffi::Buffer
     for (int64_t h = 0; h < s.heads; ++h) {
       auto key_row = [&](int64_t key) { return s.row(b, key, h, S); };
       std::fill(acc.begin(), acc.end(), 0.0f);
-      tile.load(s, pq, b, h, T, qs.data());
-      for (float& e : qs) e *= scale;
+      tile.load(s, pq, scale, b, h, T, qs.data());
       alignas(64) float mx[kLanes], l[kLanes] = {0}, p[kGroup][kLanes], linv[kLanes];
       const float ones[kLanes] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
       std::fill(mx, mx + kLanes, -3.0e38f);
@@ -207,15 +205,16 @@ ffi::Error Backward(ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k, ffi::Buffe
                     ffi::Buffer<ffi::PRED> mask, ffi::Buffer<ffi::F32> y,
                     ffi::Buffer<ffi::F32> m, ffi::Buffer<ffi::F32> l_inv, ffi::Buffer<ffi::F32> dy,
                     ffi::ResultBuffer<ffi::F32> dq, ffi::ResultBuffer<ffi::F32> dk, ffi::ResultBuffer<ffi::F32> dv,
-                    ffi::ResultBuffer<ffi::F32> delta, float scale) {
+                    float scale) {
   const Shape s(q, k);
   const int64_t T = s.queries, S = s.keys, Dh = s.dim;
   const float *pq = q.typed_data(), *pk = k.typed_data(), *pv = v.typed_data(), *py = y.typed_data(),
               *pm = m.typed_data(), *pl = l_inv.typed_data(), *pdy = dy.typed_data();
   const bool* pmask = mask.typed_data();
-  float *pdq = dq->typed_data(), *pdk = dk->typed_data(), *pdv = dv->typed_data(), *pdelta = delta->typed_data();
+  float *pdq = dq->typed_data(), *pdk = dk->typed_data(), *pdv = dv->typed_data();
   const std::vector<float> zeros(Dh, 0.0f);
-  // delta_t = dy_t . y_t
+  std::vector<float> deltas(s.batch * s.heads * T);  // delta_t = dy_t . y_t, [batch, H, T]
+  float* pdelta = deltas.data();
   for (int64_t b = 0; b < s.batch; ++b)
     for (int64_t t = 0; t < T; ++t)
       for (int64_t h = 0; h < s.heads; ++h) {
@@ -234,9 +233,8 @@ ffi::Error Backward(ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k, ffi::Buffe
     for (int64_t h = 0; h < s.heads; ++h) {
       auto key_row = [&](int64_t key) { return s.row(b, key, h, S); };
       std::fill(acc.begin(), acc.end(), 0.0f);
-      tile.load(s, pq, b, h, T, qs.data());
-      for (float& e : qs) e *= scale;
-      tile.load(s, pdy, b, h, T, gs.data());
+      tile.load(s, pq, scale, b, h, T, qs.data());
+      tile.load(s, pdy, 1.0f, b, h, T, gs.data());
       alignas(64) float mx[kLanes] = {0}, linv[kLanes] = {0}, dl[kLanes] = {0}, x[kGroup][kLanes],
                         dp[kGroup][kLanes], ds[kGroup][kLanes];
       for (int64_t j = 0; j < tile.n; ++j) {
@@ -271,9 +269,8 @@ ffi::Error Backward(ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k, ffi::Buffe
       auto query_row = [&](int64_t t) { return s.row(b, t, h, T); };
       std::fill(dks.begin(), dks.end(), 0.0f);
       std::fill(dvs.begin(), dvs.end(), 0.0f);
-      tile.load(s, pk, b, h, S, ks.data());
-      for (float& e : ks) e *= scale;
-      tile.load(s, pv, b, h, S, vs.data());
+      tile.load(s, pk, scale, b, h, S, ks.data());
+      tile.load(s, pv, 1.0f, b, h, S, vs.data());
       alignas(64) float x[kGroup][kLanes], dp[kGroup][kLanes], ds[kGroup][kLanes], mx[kLanes], linv[kLanes];
       const float *qr[kGroup], *gr[kGroup];
       for (int64_t g = 0; g < queries.groups(); ++g) {
@@ -328,5 +325,4 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(AttentionBackward, Backward,
                                   .Ret<ffi::Buffer<ffi::F32>>()  // dq
                                   .Ret<ffi::Buffer<ffi::F32>>()  // dk
                                   .Ret<ffi::Buffer<ffi::F32>>()  // dv
-                                  .Ret<ffi::Buffer<ffi::F32>>()  // delta [batch, H, T] (scratch)
                                   .Attr<float>("scale"));

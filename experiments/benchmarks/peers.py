@@ -11,7 +11,7 @@ family       seqjax                                                 peer
 ============ ====================================================== ===========================================
 mamba        ``MambaBlock(d_model, d_state=16)``                    ``mambapy`` ``MambaBlock`` (PyTorch, ``pscan``)
 mamba2       ``Mamba2Block(d_model, d_state=64, head_dim=32)``      ``mamba2-jax`` ``Mamba2Mixer`` (JAX, nnx)
-tcn          ``TCN`` (4 levels of ``d_model``, kernel 3)              ``pytorch-tcn`` ``TCN`` (no norm, no dropout)
+tcn          ``TCN`` (4 levels of ``d_model``, kernel 3)            ``pytorch-tcn`` ``TCN`` (no norm, no dropout)
 hawk         ``RGLRUBlock(d_model, d_rnn=d_model)``                 ``recurrentgemma`` ``RecurrentBlock`` (JAX)
 mingru       ``MinRNN(d_model, cell="gru", expansion=1.5)``         ``minGRU-pytorch`` ``minGRU``
 minlstm      ``MinRNN(d_model, cell="lstm", expansion=1.5)``        ``minGRU-pytorch`` ``minLSTM``
@@ -170,8 +170,8 @@ def transformer(shape: Shape, x: np.ndarray) -> dict[str, Program]:
 
 
 PAIRS: dict[str, Callable[[Shape, np.ndarray], dict[str, Program]]] = {
-    "mamba": mamba, "mamba2": mamba2, "tcn": tcn, "hawk": hawk, "mingru": min_rnn("gru"), "minlstm": min_rnn("lstm"),
-    "lru": lru, "s5": s5, "transformer": transformer}
+    "mamba": mamba, "mamba2": mamba2, "tcn": tcn, "hawk": hawk, "mingru": min_rnn("gru"),
+    "minlstm": min_rnn("lstm"), "lru": lru, "s5": s5, "transformer": transformer}
 
 
 def main() -> None:

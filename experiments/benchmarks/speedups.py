@@ -13,7 +13,7 @@
 Both backbones (``seqjax bench``'s options, width 64) are timed in interleaved rounds, with the allocator setting
 the ``seqjax`` commands apply (:func:`~seqjax.experiment.runtime.keep_freed_memory`); the median of each and
 their ratio, old / new, are printed per shape (``--quick``: one small shape, two rounds, a smoke run) and, with
-``--out``, written to ``FOLDER/<s4d|mamba>.md``.
+``--out``, written to ``FOLDER/<s4d|mamba|transformer>.md``.
 """
 
 from __future__ import annotations
@@ -79,7 +79,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one small shape, two rounds")
     parser.add_argument("--out", type=pathlib.Path, help="also write the table to OUT/<which>.md")
     args = parser.parse_args()
-    old, labels = {"s4d": (dict(patch=("seqjax.models.ssm.s4d_kernel", direct_kernel)), ("direct kernel", "split kernel")),
+    old, labels = {"s4d": (dict(patch=("seqjax.models.ssm.s4d_kernel", direct_kernel)),
+                           ("direct kernel", "split kernel")),
                    "mamba": (dict(scan_method="sequential"), ("JAX scan", "compiled scan")),
                    "transformer": (dict(patch=("seqjax.ops.attention_native.available", lambda *arrays: False)),
                                    ("JAX attention", "compiled attention"))}[args.which]

@@ -5,9 +5,8 @@ product ``2 m n k``, a convolution ``2`` per multiply-add, an FFT ``5 n log2 n``
 every other arithmetic primitive and one per input element of a reduction; a ``lax.scan`` body counts
 ``length`` times; a compiled kernel's call (``ffi_call``) counts what its loops do
 (:func:`~seqjax.ops.selective_scan_native.kernel_flops`, :func:`~seqjax.ops.attention_native.kernel_flops`).
-XLA's own cost analysis counts a loop body once
-whatever its trip count (an LSTM layer scanned over 16 or 32 steps reports the same flops), so it undercounts
-every recurrence here by its length.
+XLA's own cost analysis counts a loop body once whatever its trip count (an LSTM layer scanned over 16 or 32
+steps reports the same flops), so it undercounts every recurrence here by its length.
 Bytes are the compulsory traffic: every argument read once and every result written once.
 
 **Limits** (:func:`measure_peak`), measured in the same run: the rate of a square float32 GEMM and the

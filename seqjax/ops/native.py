@@ -4,9 +4,9 @@ A kernel is compiled once per machine with the system C++ compiler (``$CXX``, el
 headers that ship with jaxlib, for the CPU it runs on (``-march=native``), and cached under
 ``$SEQJAX_KERNEL_CACHE`` (default ``~/.cache/seqjax/kernels``) by a hash of its source (and the shared headers),
 the flags, the jaxlib version and the CPU, so a cluster's nodes of different CPUs each build their own. Where it
-cannot be built (no compiler, a failed build), :func:`register` returns ``False`` and one warning says why; with ``SEQJAX_NATIVE=0``,
-off the CPU or inside :func:`jax_only` (``jax.export``: a serialized program cannot carry the kernel),
-:func:`enabled` is ``False``. Either way the callers run their pure JAX form, which computes the same thing.
+cannot be built (no compiler, a failed build), :func:`register` returns ``False`` and one warning says why; with
+``SEQJAX_NATIVE=0``, off the CPU or inside :func:`jax_only` (``jax.export``: a serialized program cannot carry the
+kernel), :func:`enabled` is ``False``. Either way the callers run their pure JAX form, which computes the same thing.
 
 >>> library("no_such_kernel") is None
 True

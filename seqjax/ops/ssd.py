@@ -36,8 +36,12 @@ def segsum(alpha: Array) -> Array:
            [0.5 , 1.  , 0.  ],
            [0.25, 0.5 , 1.  ]], dtype=float32)
     """
-    steps = alpha.shape[-1]
-    cs = jnp.cumsum(alpha, axis=-1)
+    return _differences(jnp.cumsum(alpha, axis=-1))
+
+
+def _differences(cs: Array) -> Array:
+    """:func:`segsum` from the cumulative sums ``cs [..., T]``: ``cs_i - cs_j`` for ``i >= j``, ``-inf`` above."""
+    steps = cs.shape[-1]
     return jnp.where(jnp.tril(jnp.ones((steps, steps), bool)), cs[..., :, None] - cs[..., None, :], -jnp.inf)
 
 
@@ -93,8 +97,9 @@ def ssd(
     chunk_size = min(chunk_size, steps)
     xs, bs, cs = (_to_chunks(v, chunk_size) for v in (x, b, c))
     alpha = jnp.moveaxis(_to_chunks(alpha, chunk_size), -1, 2)  # [batch, n, H, Q]
-    decay = jnp.exp(segsum(alpha))  # [batch, n, H, Q, Q]
-    from_start = jnp.exp(jnp.cumsum(alpha, axis=-1))  # [batch, n, H, Q]: the decay from the chunk's start to l
+    sums = jnp.cumsum(alpha, axis=-1)  # [batch, n, H, Q]
+    decay = jnp.exp(_differences(sums))  # [batch, n, H, Q, Q]: exp(segsum(alpha))
+    from_start = jnp.exp(sums)  # the decay from the chunk's start to l
     if resets is not None:  # a_t = 0 at a reset: no decay path crosses one (ids count the resets up to l)
         ids = jnp.cumsum(_to_chunks(resets, chunk_size), axis=-1)[:, :, None, :]  # [batch, n, 1, Q]
         decay = jnp.where(ids[..., :, None] == ids[..., None, :], decay, 0.0)
